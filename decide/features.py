@@ -1,0 +1,373 @@
+"""Featurization: Personalizer-style JSON features, hashed into a fixed dimension.
+
+Features arrive as Azure Personalizer defines them: ``contextFeatures`` is a list
+of JSON objects (a single object is accepted too) and each action has an ``id``
+and optional ``features`` of the same shape. They are flattened into named
+features, then hashed so that every loop, however open its vocabulary, learns
+over vectors of one fixed length.
+
+Flattening rules (``flatten`` shows the result in readable form):
+
+* The top-level keys of a feature object are feature names. A nested object is
+  a namespace: the path of its enclosing keys joined by ``.`` names it, and
+  ``^`` separates namespace from feature name (``user.profile^lang=en``).
+* A string is one-hot on name and value: ``"country": "US"`` -> ``country=US`` 1.
+* A number (not a boolean) is a numeric feature with its own value. It must be
+  finite: NaN, infinities and integers too large for a double raise
+  ``FeatureError``.
+* A boolean is one-hot: ``name=true`` or ``name=false``, value 1.
+* A list holds numbers and strings: numbers become positional numeric features
+  ``name[0]``, ``name[1]``...; strings are multi-hot (``name=value`` each);
+  nulls are skipped (positions are kept). Objects, lists and booleans inside a
+  list raise ``FeatureError``: their meaning is ambiguous, and a nested object
+  says the same thing explicitly.
+* Keys starting with ``_`` are ignored at any depth (as in Personalizer), and so
+  is ``null``. Repeated features add up.
+
+Hashing is ``zlib.crc32`` of the UTF-8 key, stable across processes (unlike
+``hash()``). Reserved keys start with ``_`` (``_bias``, ``_id=<action id>``),
+so user features cannot spell them.
+
+* The context vector holds the bias and each context feature at index
+  ``crc % dimension``, signed by bit 31 of the crc, so that colliding features
+  cancel on average instead of biasing a weight.
+* An action's vector holds its bias at the same index, and its terms (the
+  one-hot id and its own features) crossed with the context bias and, when
+  interactions are on, with every context feature. A cross's index comes from
+  its two parents' hashes by vectorized uint64 arithmetic (odd-constant
+  multiplies, xor, a final multiply, high bits), never by building strings;
+  its sign is the product of the parents' signs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from decide.policies.base import ActionSet
+
+Feature = tuple[str, float]
+
+BIAS_KEY = "_bias"
+ID_PREFIX = "_id="
+MAX_DIMENSION = 2**24
+"""Policies keep d×d matrices, so anything larger is a configuration mistake."""
+
+_LEFT = np.uint64(0x9E3779B97F4A7C15)
+_RIGHT = np.uint64(0xC2B2AE3D27D4EB4F)
+_FINAL = np.uint64(0xBF58476D1CE4E5B9)
+_HIGH = np.uint64(32)
+_SIGN_BIT = np.uint64(1 << 31)
+
+
+class FeatureError(ValueError):
+    """A request value that cannot be featurized; ``path`` is its JSON path."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(f"{path}: {detail}")
+        self.path = path
+        self.detail = detail
+
+
+class _BadValue(Exception):
+    """Raised deep in flattening; enclosing levels add their key while it unwinds.
+
+    Building JSON paths only on failure keeps the per-request hot path free of
+    string work that is almost never needed.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.trail: list[str | int] = []
+
+    def at(self, root: str) -> FeatureError:
+        """The public error, with the full JSON path from ``root``."""
+        return FeatureError(_render(root, self.trail), self.detail)
+
+
+def flatten(features: Any, path: str = "features") -> list[Feature]:
+    """Named features of a Personalizer feature list (or object), in input order.
+
+    ``path`` names ``features`` in error messages, e.g. ``contextFeatures``.
+    """
+    keys: list[str] = []
+    values: list[float] = []
+    try:
+        _flatten_into(features, keys, values)
+    except _BadValue as bad:
+        raise bad.at(path) from None
+    return list(zip(keys, values, strict=True))
+
+
+def _flatten_into(features: Any, keys: list[str], values: list[float]) -> None:
+    """Append the flattened ``features`` to ``keys`` and ``values``."""
+    if features is None:
+        return
+    if isinstance(features, dict):
+        _walk_object(features, "", keys, values)
+        return
+    if not isinstance(features, (list, tuple)):
+        raise _BadValue(f"expected a list of JSON objects (or one object), got {_kind(features)}")
+    for i, obj in enumerate(features):
+        try:
+            if isinstance(obj, dict):
+                _walk_object(obj, "", keys, values)
+            elif obj is not None:
+                raise _BadValue(f"expected a JSON object of features, got {_kind(obj)}")
+        except _BadValue as bad:
+            bad.trail.append(i)
+            raise
+
+
+def _walk_object(obj: dict[str, Any], namespace: str, keys: list[str], values: list[float]) -> None:
+    """Flatten one object whose keys live in ``namespace`` ("" at top level)."""
+    for key, value in obj.items():
+        if value is None or key[:1] == "_":
+            continue
+        name = f"{namespace}^{key}" if namespace else key
+        kind = type(value)
+        try:
+            if kind is str:
+                keys.append(f"{name}={value}")
+                values.append(1.0)
+            elif kind is bool:
+                keys.append(f"{name}={'true' if value else 'false'}")
+                values.append(1.0)
+            elif kind is float or kind is int or isinstance(value, (int, float)):
+                keys.append(name)
+                values.append(_finite(value))
+            elif isinstance(value, dict):
+                _walk_object(value, f"{namespace}.{key}" if namespace else key, keys, values)
+            elif isinstance(value, (list, tuple)):
+                _walk_list(value, name, keys, values)
+            else:
+                raise _BadValue(
+                    f"unsupported value of type {_kind(value)}; "
+                    "use a string, number, boolean, list or object"
+                )
+        except _BadValue as bad:
+            bad.trail.append(key)
+            raise
+
+
+def _walk_list(
+    items: list[Any] | tuple[Any, ...], name: str, keys: list[str], values: list[float]
+) -> None:
+    """Numbers by position, strings multi-hot, nulls skipped, anything else rejected."""
+    for i, item in enumerate(items):
+        try:
+            if isinstance(item, str):
+                keys.append(f"{name}={item}")
+                values.append(1.0)
+            elif isinstance(item, (int, float)) and not isinstance(item, bool):
+                values.append(_finite(item))
+                keys.append(f"{name}[{i}]")
+            elif item is not None:
+                raise _BadValue(
+                    f"a feature list may hold only numbers and strings, got {_kind(item)}; "
+                    "put structured values in a nested object instead"
+                )
+        except _BadValue as bad:
+            bad.trail.append(i)
+            raise
+
+
+def _finite(value: float) -> float:
+    """``value`` as a finite float, or a _BadValue saying what to send instead."""
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _BadValue("number is too large; send a value that fits in a double") from None
+    if not math.isfinite(number):
+        raise _BadValue(
+            f"number must be finite, got {number}; send a finite value or leave the feature out"
+        )
+    return number
+
+
+def _render(root: str, trail: list[str | int]) -> str:
+    """JSON path from ``root`` along ``trail`` (innermost key first)."""
+    path = root
+    for key in reversed(trail):
+        if isinstance(key, int):
+            path += f"[{key}]"
+        elif key.isidentifier():
+            path += f".{key}"
+        else:
+            path += f"[{json.dumps(key)}]"
+    return path
+
+
+def _kind(value: Any) -> str:
+    """The JSON name of ``value``'s type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    return type(value).__name__
+
+
+@lru_cache(maxsize=2**16)
+def feature_hash(key: str) -> int:
+    """Stable 32-bit hash of a feature key; cached because keys repeat across requests."""
+    return zlib.crc32(key.encode("utf-8"))
+
+
+def _hashed(keys: list[str], values: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes (uint64) and signed values (float64) of flattened features."""
+    hashes = np.fromiter(map(feature_hash, keys), np.uint64, len(keys))
+    signed = np.array(values, dtype=np.float64)
+    signed[hashes >= _SIGN_BIT] *= -1.0
+    return hashes, signed
+
+
+@dataclass(frozen=True)
+class _Actions:
+    """Validated actions and their terms (id one-hot and own features)."""
+
+    ids: tuple[str, ...]
+    hashes: np.ndarray
+    signed: np.ndarray
+    rows: np.ndarray
+
+
+def _collect_actions(actions: Any, path: str = "actions") -> _Actions:
+    """Validate actions and flatten their terms, tagging each term with its row."""
+    if not isinstance(actions, (list, tuple)):
+        raise FeatureError(path, f"expected a list of actions, got {_kind(actions)}")
+    ids: list[str] = []
+    seen: set[str] = set()
+    keys: list[str] = []
+    values: list[float] = []
+    counts: list[int] = []
+    for row, action in enumerate(actions):
+        action_id = _action_id(action, row, seen, path)
+        seen.add(action_id)
+        ids.append(action_id)
+        start = len(keys)
+        keys.append(ID_PREFIX + action_id)
+        values.append(1.0)
+        try:
+            _flatten_into(action.get("features"), keys, values)
+        except _BadValue as bad:
+            raise bad.at(f"{path}[{row}].features") from None
+        counts.append(len(keys) - start)
+    hashes, signed = _hashed(keys, values)
+    rows = np.repeat(np.arange(len(ids), dtype=np.uint64), counts)
+    return _Actions(tuple(ids), hashes, signed, rows)
+
+
+def _action_id(action: Any, row: int, seen: set[str], path: str) -> str:
+    """The id of ``action``, which must be a non-empty string not used before."""
+    if not isinstance(action, dict):
+        raise FeatureError(f"{path}[{row}]", f"expected an action object, got {_kind(action)}")
+    action_id = action.get("id")
+    if not isinstance(action_id, str) or not action_id:
+        raise FeatureError(f"{path}[{row}].id", "every action needs a non-empty string id")
+    if action_id in seen:
+        raise FeatureError(
+            f"{path}[{row}].id", f"duplicate action id {action_id!r}; ids must be unique"
+        )
+    return action_id
+
+
+def _cross_index(left: np.ndarray, right: np.ndarray, dimension: int) -> np.ndarray:
+    """Index of every (left, right) hash pair, shape (len(left), len(right)).
+
+    Each side is spread by its own odd multiplier so that the pair is ordered,
+    then the xor is multiplied again: the last multiply breaks the xor's
+    linearity, which would otherwise make collisions come in correlated pairs.
+    The high 32 bits of the product are the well-mixed ones; multiplying them
+    by ``dimension`` and keeping the high half maps them onto ``[0, dimension)``
+    without a division.
+    """
+    mixed = ((left * _LEFT)[:, None] ^ (right * _RIGHT)[None, :]) * _FINAL
+    return ((mixed >> _HIGH) * np.uint64(dimension)) >> _HIGH
+
+
+@dataclass(frozen=True)
+class FeatureSpace:
+    """How a loop turns context and actions into vectors of length ``dimension``.
+
+    With ``interactions`` on, each action vector also holds context × action
+    terms, which is what lets a single shared linear model prefer different
+    actions in different contexts.
+    """
+
+    dimension: int = 256
+    interactions: bool = True
+
+    def __post_init__(self) -> None:
+        if (
+            not isinstance(self.dimension, int)
+            or isinstance(self.dimension, bool)
+            or not 1 <= self.dimension <= MAX_DIMENSION
+        ):
+            raise ValueError(
+                f"dimension must be an integer from 1 to {MAX_DIMENSION}, got {self.dimension!r}"
+            )
+
+    def action_set(
+        self,
+        context_features: Any,
+        actions: Any,
+        excluded_ids: Iterable[str] = (),
+        *,
+        context_path: str = "contextFeatures",
+    ) -> ActionSet:
+        """Featurize one decision; ``context_path`` names the context in error messages."""
+        keys = [BIAS_KEY]
+        values = [1.0]
+        try:
+            _flatten_into(context_features, keys, values)
+        except _BadValue as bad:
+            raise bad.at(context_path) from None
+        context_hashes, context_signed = _hashed(keys, values)
+        candidates = _collect_actions(actions)
+        excluded = set(excluded_ids)
+        return ActionSet(
+            ids=candidates.ids,
+            context=self._context_vector(context_hashes, context_signed),
+            features=self._action_matrix(candidates, context_hashes, context_signed),
+            eligible=np.array([i not in excluded for i in candidates.ids], dtype=bool),
+        )
+
+    def _context_vector(self, hashes: np.ndarray, signed: np.ndarray) -> np.ndarray:
+        """Bias and context features at ``crc % dimension``."""
+        index = (hashes % np.uint64(self.dimension)).astype(np.intp)
+        return np.bincount(index, weights=signed, minlength=self.dimension)
+
+    def _action_matrix(
+        self, candidates: _Actions, context_hashes: np.ndarray, context_signed: np.ndarray
+    ) -> np.ndarray:
+        """Rows of bias plus action terms crossed with the context bias (and features).
+
+        ``context_hashes[0]`` is the bias, so crossing with it alone places each
+        term once; crossing with all of it adds the interactions.
+        """
+        d = self.dimension
+        k = len(candidates.ids)
+        used = len(context_hashes) if self.interactions else 1
+        index = _cross_index(context_hashes[:used], candidates.hashes, d)
+        index += candidates.rows * np.uint64(d)
+        weight = context_signed[:used, None] * candidates.signed[None, :]
+        flat = np.bincount(index.ravel().astype(np.intp), weights=weight.ravel(), minlength=k * d)
+        matrix = flat.astype(np.float64, copy=False).reshape(k, d)
+        matrix[:, context_hashes[0] % np.uint64(d)] += context_signed[0]
+        return matrix

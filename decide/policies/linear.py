@@ -1,0 +1,234 @@
+"""Linear policies over ridge regression: LinUCB, linear Thompson sampling, ε-greedy.
+
+They share how they learn (``LinearPolicy``) and differ only in how they turn the
+posterior of each action's score into probabilities. Statistics carry no prior,
+so they are purely additive; the ridge prior is applied when a snapshot is made.
+
+Shared mode learns one parameter vector over each action's ``features`` row
+(context × action interactions). Per-action mode (fixed action sets) learns one
+vector per action id over the ``context`` alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from scipy.linalg import cho_solve, cholesky, qr
+from scipy.linalg.lapack import dtrtri
+
+from decide.policies.base import ActionSet, Arrays, Batch, Policy
+from decide.policies.params import (
+    MAX_DIMENSION,
+    MAX_SAMPLES,
+    check_bool,
+    check_int,
+    check_real,
+    checked_array,
+)
+from decide.policies.state import (
+    argmax_distribution,
+    eligible_indices,
+    floor_mix,
+    win_frequencies,
+)
+
+
+def ridge_posterior(xx: np.ndarray, xr: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """θ = A⁻¹ xr and the lower Cholesky factor L of A⁻¹, for A = λI + xx.
+
+    Factoring the order-reversed matrix yields L without forming A⁻¹: if P reverses
+    the order and P A P = R Rᵀ, then A⁻¹ = (P R⁻ᵀ P)(P R⁻ᵀ P)ᵀ and P R⁻ᵀ P is lower
+    triangular with a positive diagonal. θ comes from triangular solves with R.
+    """
+    reversed_factor = cholesky(ridge * np.eye(len(xr)) + xx[::-1, ::-1], lower=True)
+    theta = cho_solve((reversed_factor, True), xr[::-1])[::-1]
+    inverse, info = dtrtri(reversed_factor, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"triangular inverse failed (LAPACK info {info})")
+    return np.ascontiguousarray(theta), np.ascontiguousarray(inverse.T[::-1, ::-1])
+
+
+def _key(name: str, action_id: str | None) -> str:
+    """Array name in shared mode (``action_id`` None) or per-action mode (``name/<id>``)."""
+    return name if action_id is None else f"{name}/{action_id}"
+
+
+class LinearPolicy(Policy):
+    """Ridge-regression learning shared by the linear policies; subclasses only decide.
+
+    Subclasses are dataclasses with at least ``dimension``, ``ridge`` and ``per_action``.
+    """
+
+    statistics_family: ClassVar[str] = "ridge"
+    dimension: int
+    ridge: float
+    per_action: bool
+
+    def __post_init__(self) -> None:
+        check_int("dimension", self.dimension, 1, MAX_DIMENSION)
+        check_real("ridge", self.ridge, 0.0, low_open=True)
+        check_bool("per_action", self.per_action)
+
+    def statistics(self, batch: Batch) -> Arrays:
+        """Σ x xᵀ, Σ r x and the count, over the chosen actions' vectors (vectorized)."""
+        n = len(batch)
+        rewards = checked_array(batch.rewards, (n,), "rewards")
+        if not self.per_action:
+            x = checked_array(batch.features, (n, self.dimension), "features")
+            return {"xx": x.T @ x, "xr": x.T @ rewards, "n": np.array([float(n)])}
+        x = checked_array(batch.contexts, (n, self.dimension), "contexts")
+        ids, inverse, counts = np.unique(
+            np.asarray(batch.action_ids, dtype=str), return_inverse=True, return_counts=True
+        )
+        groups = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+        statistics: Arrays = {}
+        for action_id, rows in zip(ids, groups, strict=True):
+            xa = x[rows]
+            statistics[_key("xx", action_id)] = xa.T @ xa
+            statistics[_key("xr", action_id)] = xa.T @ rewards[rows]
+            statistics[_key("n", action_id)] = np.array([float(rows.size)])
+        return statistics
+
+    def snapshot(self, statistics: Arrays) -> Arrays:
+        """``theta`` and ``chol`` (lower L, L Lᵀ = (λI + xx)⁻¹), per action id if per-action."""
+        d = self.dimension
+        ids: Sequence[str | None] = [None]
+        if self.per_action:
+            ids = sorted(key.partition("/")[2] for key in statistics if key.startswith("xx/"))
+        snapshot: Arrays = {}
+        for i in ids:
+            xx = statistics.get(_key("xx", i), np.zeros((d, d)))
+            xr = statistics.get(_key("xr", i), np.zeros(d))
+            if xx.shape != (d, d) or xr.shape != (d,):
+                raise ValueError(
+                    f"statistics of shapes {xx.shape}, {xr.shape} are not of dimension {d}"
+                )
+            theta, chol = ridge_posterior(xx, xr, self.ridge)
+            snapshot[_key("theta", i)], snapshot[_key("chol", i)] = theta, chol
+        return snapshot
+
+    def _scores(self, snapshot: Arrays, actions: ActionSet) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean of every action's score and rows xₐᵀLₐ whose norms are the score's std.
+
+        In shared mode the rows also give the scores' joint covariance (F Fᵀ); in
+        per-action mode the scores are independent. Without parameters an action
+        falls back to the prior (θ = 0, L = I/√λ).
+        """
+        eligible_indices(actions.eligible)
+        k, d = len(actions.ids), self.dimension
+        if not self.per_action:
+            x = checked_array(actions.features, (k, d), "features")
+            return self._project(x, snapshot.get("theta"), snapshot.get("chol"))
+        c = checked_array(actions.context, (d,), "context")
+        parts = [
+            self._project(c, snapshot.get(_key("theta", i)), snapshot.get(_key("chol", i)))
+            for i in actions.ids
+        ]
+        means = np.array([mean for mean, _ in parts])
+        return means, np.array([row for _, row in parts]).reshape(k, d)
+
+    def _project(
+        self, x: np.ndarray, theta: np.ndarray | None, chol: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if theta is None or chol is None:
+            return np.zeros(x.shape[:-1]), x / math.sqrt(self.ridge)
+        return x @ theta, x @ chol
+
+
+@dataclass(frozen=True)
+class LinUCB(LinearPolicy):
+    """Optimism under uncertainty: play the best upper bound xᵀθ + α‖Lᵀx‖ (Li et al. 2010)."""
+
+    name: ClassVar[str] = "linucb"
+
+    dimension: int
+    alpha: float = 1.0
+    ridge: float = 1.0
+    floor: float = 0.05
+    per_action: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_real("alpha", self.alpha, 0.0)
+        check_real("floor", self.floor, 0.0, 1.0, high_open=True)
+
+    def probabilities(
+        self, snapshot: Arrays, actions: ActionSet, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Closed form: the floor mixed into all mass on the best bound."""
+        means, rows = self._scores(snapshot, actions)
+        bounds = means + self.alpha * np.linalg.norm(rows, axis=1)
+        greedy = argmax_distribution(bounds, actions.eligible)
+        return floor_mix(greedy, actions.eligible, self.floor)
+
+
+@dataclass(frozen=True)
+class LinearThompson(LinearPolicy):
+    """Play each action with its probability of being best under θ ~ N(θ̂, v² A⁻¹).
+
+    Agrawal & Goyal 2013. The probabilities are estimated from ``samples`` joint
+    posterior draws, so the logged propensity is the one the choice was made with.
+    """
+
+    name: ClassVar[str] = "linear_thompson"
+
+    dimension: int
+    scale: float = 1.0
+    ridge: float = 1.0
+    floor: float = 0.05
+    samples: int = 256
+    per_action: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_real("scale", self.scale, 0.0)
+        check_real("floor", self.floor, 0.0, 1.0, high_open=True)
+        check_int("samples", self.samples, 1, MAX_SAMPLES)
+
+    def probabilities(
+        self, snapshot: Arrays, actions: ActionSet, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Vectorized Monte Carlo win frequencies, then the floor.
+
+        Shared mode: the scores X θ + v F z (F = X L, z ~ N(0, I_d)) are jointly
+        N(X θ, v² F Fᵀ). With Fᵀ = Q R (thin QR, Q orthonormal) that is the law of
+        X θ + v Rᵀ z' with z' ~ N(0, I_min(k,d)), so only min(k, d) normals are
+        drawn per sample instead of d. Per-action mode: independent scores.
+        """
+        means, rows = self._scores(snapshot, actions)
+        if self.per_action:
+            shape = (len(means), self.samples)
+            noise = np.linalg.norm(rows, axis=1)[:, None] * rng.standard_normal(shape)
+        else:
+            r = qr(rows.T, mode="r", check_finite=False)[0][: min(rows.shape)]
+            noise = r.T @ rng.standard_normal((r.shape[0], self.samples))
+        draws = means[:, None] + self.scale * noise
+        return floor_mix(win_frequencies(draws, actions.eligible), actions.eligible, self.floor)
+
+
+@dataclass(frozen=True)
+class EpsilonGreedy(LinearPolicy):
+    """Baseline: the ridge estimate's best action with probability 1 − ε, uniform otherwise."""
+
+    name: ClassVar[str] = "epsilon_greedy"
+
+    dimension: int
+    epsilon: float = 0.1
+    ridge: float = 1.0
+    per_action: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_real("epsilon", self.epsilon, 0.0, 1.0, high_open=True)
+
+    def probabilities(
+        self, snapshot: Arrays, actions: ActionSet, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Closed form: ε is exactly an exploration floor on the greedy choice."""
+        means, _ = self._scores(snapshot, actions)
+        greedy = argmax_distribution(means, actions.eligible)
+        return floor_mix(greedy, actions.eligible, self.epsilon)

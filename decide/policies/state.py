@@ -1,0 +1,84 @@
+"""Arithmetic on statistics and on probability vectors, shared by every policy.
+
+``merge`` is the only way state changes: statistics are sums, so deltas from any
+number of learners combine in any order. The distribution helpers turn scores
+into the logged probability vector and enforce the exploration floor that keeps
+propensities usable for off-policy evaluation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from decide.policies.base import Arrays
+
+
+def merge(state: Arrays, delta: Arrays, discount: float = 1.0) -> Arrays:
+    """Return ``discount * state + delta`` key-wise over the union of keys.
+
+    A discount below one forgets old evidence geometrically (non-stationary
+    loops); the inputs are never mutated.
+    """
+    if not 0.0 < discount <= 1.0:
+        raise ValueError(f"discount must be in (0, 1], got {discount}")
+    merged: Arrays = {}
+    for key in state.keys() | delta.keys():
+        if key not in delta:
+            merged[key] = discount * state[key]
+        elif key not in state:
+            merged[key] = np.array(delta[key], dtype=np.float64)
+        elif state[key].shape != delta[key].shape:
+            raise ValueError(
+                f"cannot merge {key!r}: shape {state[key].shape} vs {delta[key].shape}"
+            )
+        else:
+            merged[key] = discount * state[key] + delta[key]
+    return merged
+
+
+def eligible_indices(eligible: np.ndarray) -> np.ndarray:
+    """Indices of the eligible actions; a decision without any cannot be made."""
+    indices = np.flatnonzero(eligible)
+    if indices.size == 0:
+        raise ValueError("no eligible action")
+    return indices
+
+
+def uniform_distribution(eligible: np.ndarray) -> np.ndarray:
+    """Equal probability on every eligible action, zero elsewhere."""
+    indices = eligible_indices(eligible)
+    p = np.zeros(len(eligible))
+    p[indices] = 1.0 / indices.size
+    return p
+
+
+def floor_mix(p: np.ndarray, eligible: np.ndarray, floor: float) -> np.ndarray:
+    """Mix ``p`` with uniform so each eligible action gets at least ``floor / k_eligible``.
+
+    ``p' = (1 - floor) p + floor / k_eligible`` on eligible actions and exactly 0
+    on the others; renormalized so rounding never breaks the sum.
+    """
+    if not 0.0 <= floor < 1.0:
+        raise ValueError(f"floor must be in [0, 1), got {floor}")
+    mask = np.asarray(eligible, dtype=bool)
+    mixed = (1.0 - floor) * np.where(mask, p, 0.0) + floor * uniform_distribution(mask)
+    return mixed / mixed.sum()
+
+
+def argmax_distribution(scores: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+    """All mass on the best eligible action; ties go to the lowest index (deterministic)."""
+    indices = eligible_indices(eligible)
+    p = np.zeros(len(eligible))
+    p[indices[np.argmax(scores[indices])]] = 1.0
+    return p
+
+
+def win_frequencies(draws: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+    """Share of sampled columns of ``draws`` (actions by samples) each eligible action wins.
+
+    This is the Monte Carlo estimate of Thompson sampling's choice probabilities;
+    ties go to the lowest index, as in ``argmax_distribution``.
+    """
+    indices = eligible_indices(eligible)
+    winners = indices[np.argmax(draws[indices], axis=0)]
+    return np.bincount(winners, minlength=len(eligible)) / draws.shape[1]
