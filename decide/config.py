@@ -1,0 +1,164 @@
+"""Configuration: one loop's learning settings, and the service's deployment settings.
+
+Loop configuration travels with every policy version (so a rollback restores the
+settings that produced it); it is validated here, once, for the API, the CLI and
+the worker alike.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal, get_args
+
+RewardAggregation = Literal["earliest", "sum"]
+EventLogKind = Literal["embedded", "kafka"]
+
+
+class ConfigError(ValueError):
+    """A configuration value a person must fix; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """How one decision loop explores, joins rewards and learns (JSON names in camelCase)."""
+
+    policy: str = "linear_thompson"
+    policyParams: dict[str, Any] = field(default_factory=dict)
+    explorationFloor: float = 0.05
+    rewardWaitTime: float = 600.0
+    defaultReward: float = 0.0
+    rewardAggregation: RewardAggregation = "earliest"
+    activationTimeout: float = 3600.0
+    featureDimension: int = 256
+    interactions: bool = True
+    updateInterval: float = 1.0
+    discount: float = 1.0
+    keepVersions: int = 500
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], base: LoopConfig | None = None) -> LoopConfig:
+        """Validate ``data`` (all fields optional) on top of ``base`` or the defaults."""
+        known = {f.name for f in fields(cls)}
+        for name in data:
+            if name not in known:
+                raise ConfigError(name, f"unknown setting '{name}'; known settings: {', '.join(sorted(known))}")
+        config = replace(base or cls(), **data)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        from decide.policies import make_policy
+
+        _number(self, "explorationFloor", 0.0, 1.0, upper_open=True)
+        _number(self, "rewardWaitTime", 0.0, 30 * 86400.0)
+        _number(self, "defaultReward", -math.inf, math.inf)
+        _number(self, "activationTimeout", 0.0, 30 * 86400.0)
+        _number(self, "updateInterval", 0.01, 86400.0)
+        _number(self, "discount", 0.0, 1.0, lower_open=True)
+        _integer(self, "featureDimension", 2, 4096)
+        _integer(self, "keepVersions", 1, 1_000_000)
+        if self.rewardAggregation not in get_args(RewardAggregation):
+            raise ConfigError("rewardAggregation", "rewardAggregation must be 'earliest' or 'sum'")
+        if not isinstance(self.interactions, bool):
+            raise ConfigError("interactions", "interactions must be true or false")
+        if not isinstance(self.policyParams, dict):
+            raise ConfigError("policyParams", "policyParams must be an object of parameter names to values")
+        try:
+            make_policy(self.policy, self.featureDimension, self.policy_params())
+        except ValueError as error:
+            raise ConfigError("policyParams" if "parameter" in str(error) else "policy", str(error)) from error
+
+    def policy_params(self) -> dict[str, Any]:
+        """Policy parameters with the loop-wide exploration floor filled in where the policy has one."""
+        from decide.policies import POLICIES
+
+        params = dict(self.policyParams)
+        policy_class = POLICIES.get(self.policy)
+        if policy_class is not None and "floor" in _parameters(policy_class):
+            params.setdefault("floor", self.explorationFloor)
+        return params
+
+    def learns_like(self, other: LoopConfig) -> bool:
+        """Whether statistics learned under ``other`` remain meaningful under this config."""
+        from decide.policies import POLICIES
+
+        def family(config: LoopConfig) -> tuple[Any, ...]:
+            policy_class = POLICIES[config.policy]
+            return (
+                policy_class.statistics_family or config.policy,
+                config.policyParams.get("per_action", False),
+                config.featureDimension,
+                config.interactions,
+            )
+
+        return family(self) == family(other)
+
+
+def _parameters(policy_class: type) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(policy_class.__init__).parameters) - {"self"}
+
+
+def _number(config: LoopConfig, name: str, low: float, high: float, *, lower_open: bool = False, upper_open: bool = False) -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(name, f"{name} must be a finite number")
+    too_low = value <= low if lower_open else value < low
+    too_high = value >= high if upper_open else value > high
+    if too_low or too_high:
+        left, right = ("(" if lower_open else "["), (")" if upper_open else "]")
+        raise ConfigError(name, f"{name} must be in {left}{low:g}, {high:g}{right}; got {value:g}")
+
+
+def _integer(config: LoopConfig, name: str, low: int, high: int) -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(name, f"{name} must be a whole number from {low} to {high}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Deployment settings, read from ``DECIDE_*`` environment variables by default."""
+
+    database_url: str = "sqlite:///decide.db"
+    event_log: EventLogKind = "embedded"
+    partitions: int = 4
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "decide."
+    default_loop: str = "default"
+    max_actions: int = 50
+    max_body_bytes: int = 256 * 1024
+    poll_interval: float = 0.2
+    join_grace: float = 0.5
+    api_keys: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``DECIDE_<FIELD>`` variables; explicit overrides win."""
+        environ = dict(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(f"DECIDE_{f.name.upper()}")
+            if raw is None:
+                continue
+            default = getattr(cls(), f.name)
+            if isinstance(default, tuple):
+                values[f.name] = tuple(key for key in raw.split(",") if key)
+            elif isinstance(default, int):
+                values[f.name] = int(raw)
+            elif isinstance(default, float):
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)

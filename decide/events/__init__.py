@@ -1,0 +1,1 @@
+"""Event schemas and the event log that carries them from the API to the pipeline."""

@@ -1,0 +1,94 @@
+"""The versioned JSON records that flow through the event log; the one place they are defined.
+
+Decisions go to the ``decisions`` stream; rewards and activations to the ``rewards``
+stream. Both are keyed by ``event_id``, so a decision and its outcomes share a
+partition number. Each record carries a unique ``id`` so that a record delivered
+twice (a producer retry, a replay) is recognised and counted once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+DECISIONS = "decisions"
+REWARDS = "rewards"
+STREAMS = (DECISIONS, REWARDS)
+
+DECISION_SCHEMA = "decide.decision/1"
+REWARD_SCHEMA = "decide.reward/1"
+ACTIVATION_SCHEMA = "decide.activation/1"
+
+JoinReason = Literal["observed", "default", "deactivated", "unmatched"]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What was decided, with the full probability vector: everything learning and evaluation need."""
+
+    event_id: str
+    loop: str
+    timestamp: float
+    policy_version: int
+    context: list[Any]
+    actions: list[dict[str, Any]]
+    excluded: list[str]
+    chosen: str
+    probabilities: list[float]
+    deferred: bool = False
+    id: str = field(default_factory=new_id)
+    schema: str = DECISION_SCHEMA
+
+    @property
+    def propensity(self) -> float:
+        """Probability with which the chosen action was chosen."""
+        index = next(i for i, action in enumerate(self.actions) if action["id"] == self.chosen)
+        return self.probabilities[index]
+
+
+@dataclass(frozen=True)
+class Reward:
+    event_id: str
+    value: float
+    timestamp: float
+    loop: str | None = None
+    id: str = field(default_factory=new_id)
+    schema: str = REWARD_SCHEMA
+
+
+@dataclass(frozen=True)
+class Activation:
+    """Deferred activation: the decision was really shown, so it now joins and learns."""
+
+    event_id: str
+    timestamp: float
+    loop: str | None = None
+    id: str = field(default_factory=new_id)
+    schema: str = ACTIVATION_SCHEMA
+
+
+Event = Union[Decision, Reward, Activation]
+_BY_SCHEMA: dict[str, type] = {DECISION_SCHEMA: Decision, REWARD_SCHEMA: Reward, ACTIVATION_SCHEMA: Activation}
+
+
+def encode(event: Event) -> str:
+    return json.dumps(vars(event), separators=(",", ":"), allow_nan=False)
+
+
+def decode(text: str) -> Event:
+    """Parse a record; an unknown schema is an error, never silently skipped."""
+    data = json.loads(text)
+    schema = data.get("schema")
+    if schema not in _BY_SCHEMA:
+        raise ValueError(f"unknown event schema {schema!r}")
+    return _BY_SCHEMA[schema](**data)
+
+
+def stream_of(event: Event) -> str:
+    return DECISIONS if isinstance(event, Decision) else REWARDS
