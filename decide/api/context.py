@@ -1,0 +1,38 @@
+"""What the blueprints share, built once by the app factory and kept in ``app.extensions``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+from flask import current_app, request
+from pydantic import BaseModel
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from decide.api.decider import Decider
+from decide.api.metrics import Metrics
+from decide.config import Settings
+from decide.events.log import EventLog
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    writer_sessions: sessionmaker[Session]
+    event_log: EventLog
+    metrics: Metrics
+    decider: Decider
+
+
+def services() -> Services:
+    return current_app.extensions["decide"]
+
+
+def parse(model: type[Model]) -> Model:
+    """The request body as ``model``; malformed JSON and bad fields become a 400 problem."""
+    return model.model_validate_json(request.get_data() or b"")

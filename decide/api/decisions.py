@@ -1,0 +1,42 @@
+"""decide's own rank / reward / activate endpoints."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from decide.api.context import parse, services
+from decide.api.problems import Problem
+from decide.api.schemas import Accepted, ActivateRequest, RankRequest, RewardRequest
+
+blueprint = Blueprint("decisions", __name__)
+
+
+def closed(event_id: str) -> Problem:
+    return Problem(
+        410,
+        "Join closed",
+        f"event '{event_id}' was already joined and learned from: its reward wait time has passed. "
+        "Send rewards within the loop's rewardWaitTime, or raise it",
+        field="eventId",
+    )
+
+
+@blueprint.post("/rank")
+def rank():
+    return services().decider.rank(parse(RankRequest)).model_dump(), 201
+
+
+@blueprint.post("/reward")
+def reward():
+    body = parse(RewardRequest)
+    if not services().decider.reward(body.eventId, body.value, body.loop):
+        raise closed(body.eventId)
+    return Accepted(eventId=body.eventId).model_dump(), 202
+
+
+@blueprint.post("/activate")
+def activate():
+    body = parse(ActivateRequest)
+    if not services().decider.activate(body.eventId, body.loop):
+        raise closed(body.eventId)
+    return Accepted(eventId=body.eventId).model_dump(), 202

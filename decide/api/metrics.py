@@ -1,0 +1,41 @@
+"""Prometheus metrics of one app instance, aggregated across gunicorn workers when configured.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (``decide serve`` sets it), every worker
+process writes its samples there and ``/metrics`` sums them; otherwise the
+app's own registry is exposed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "decide_http_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=registry
+        )
+        self.latency = Histogram(
+            "decide_http_request_seconds", "Request latency by endpoint", ["endpoint"], buckets=LATENCY_BUCKETS, registry=registry
+        )
+        self.decisions = Counter("decide_decisions", "Decisions logged", ["loop"], registry=registry)
+        self.rewards = Counter("decide_rewards", "Rewards logged", ["loop"], registry=registry)
+        self.late_rewards = Counter(
+            "decide_late_rewards", "Rewards refused because their join had closed", registry=registry
+        )
+        self.log_failures = Counter("decide_event_log_failures", "Appends the event log refused", registry=registry)
+        self.served_version = Gauge(
+            "decide_served_policy_version", "Policy version served", ["loop"], multiprocess_mode="max", registry=registry
+        )
+
+    def exposition(self) -> bytes:
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)

@@ -1,0 +1,46 @@
+"""The Azure Personalizer paths, so both published Personalizer SDKs work against decide unchanged.
+
+v1.0 (and v1.1-preview) put the version in the path; 2022-09-01-preview puts it
+in ``api-version``. Like Personalizer, a reward or activation for an event whose
+join has closed is accepted and ignored (204); decide counts it in
+``decide_late_rewards_total``.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from decide.api.context import parse, services
+from decide.api.problems import invalid
+from decide.api.schemas import RankRequest, RewardBody
+
+blueprint = Blueprint("personalizer", __name__, url_prefix="/personalizer")
+
+EVENT_ID_LIMIT = 256
+
+
+@blueprint.post("/<api_version>/rank")
+@blueprint.post("/rank")
+def rank(api_version: str | None = None):
+    return services().decider.rank(parse(RankRequest)).model_dump(exclude={"loop"}), 201
+
+
+@blueprint.post("/<api_version>/events/<event_id>/reward")
+@blueprint.post("/events/<event_id>/reward")
+def reward(event_id: str, api_version: str | None = None):
+    _check_event_id(event_id)
+    services().decider.reward(event_id, parse(RewardBody).value, None)
+    return Response(status=204)
+
+
+@blueprint.post("/<api_version>/events/<event_id>/activate")
+@blueprint.post("/events/<event_id>/activate")
+def activate(event_id: str, api_version: str | None = None):
+    _check_event_id(event_id)
+    services().decider.activate(event_id, None)
+    return Response(status=204)
+
+
+def _check_event_id(event_id: str) -> None:
+    if len(event_id) > EVENT_ID_LIMIT:
+        raise invalid("eventId", f"eventId is longer than {EVENT_ID_LIMIT} characters")

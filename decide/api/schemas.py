@@ -1,0 +1,91 @@
+"""Request and response bodies of the HTTP API; the OpenAPI document is generated from them.
+
+Field names follow the Azure Personalizer v1.0 contract (camelCase), so its
+clients work unchanged; ``loop`` is decide's own optional addition.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+LoopName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+FeatureObjects = list[dict[str, Any]] | dict[str, Any]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class RankableAction(Body):
+    id: Identifier
+    features: FeatureObjects | None = None
+
+
+class RankRequest(Body):
+    contextFeatures: FeatureObjects | None = None
+    actions: list[RankableAction] = Field(min_length=1)
+    excludedActions: list[Identifier] | None = None
+    eventId: Identifier | None = None
+    deferActivation: bool | None = False
+    loop: LoopName | None = None
+
+
+class RankedAction(BaseModel):
+    id: str
+    probability: float
+
+
+class RankResponse(BaseModel):
+    eventId: str
+    rewardActionId: str
+    ranking: list[RankedAction]
+    policyVersion: int
+    loop: str
+
+
+class RewardBody(Body):
+    value: float
+
+
+class RewardRequest(RewardBody):
+    eventId: Identifier
+    loop: LoopName | None = None
+
+
+class ActivateRequest(Body):
+    eventId: Identifier
+    loop: LoopName | None = None
+
+
+class CreateLoopRequest(Body):
+    name: LoopName
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class RollbackRequest(Body):
+    version: int = Field(ge=1)
+
+
+class Accepted(BaseModel):
+    eventId: str
+    status: str = "accepted"
+
+
+class PolicyVersionInfo(BaseModel):
+    version: int
+    createdAt: float
+    examplesLearned: int
+    note: str
+    config: dict[str, Any]
+
+
+class LoopInfo(BaseModel):
+    name: str
+    currentVersion: int
+    createdAt: float
+    examplesLearned: int
+    config: dict[str, Any]
+

@@ -1,0 +1,280 @@
+"""The ``decide`` command: serve, work, migrate, manage loops, and a demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import click
+
+from decide.config import ConfigError, LoopConfig, Settings
+
+database_option = click.option(
+    "--database-url", envvar="DECIDE_DATABASE_URL", default=Settings.database_url, show_default=True,
+    help="SQLAlchemy URL: sqlite:///file.db or postgresql://user:pass@host/db.",
+)
+
+
+@click.group()
+def main() -> None:
+    """decide: online contextual-bandit decisions with a Personalizer-compatible API."""
+
+
+@main.command()
+@database_option
+def migrate(database_url: str) -> None:
+    """Create or upgrade the database schema in place, and make sure the default loop exists."""
+    _prepare(Settings.from_env(database_url=database_url))
+    click.echo(f"database at {_redacted(database_url)} is up to date")
+
+
+@main.command()
+@click.option("--host", envvar="DECIDE_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="DECIDE_PORT", default=8080, show_default=True, type=int)
+@database_option
+@click.option("--workers", envvar="DECIDE_WORKERS", default=2, show_default=True, type=int, help="gunicorn worker processes.")
+@click.option("--threads", envvar="DECIDE_THREADS", default=4, show_default=True, type=int, help="Threads per worker process.")
+@click.option("--learner/--no-learner", default=True, show_default=True, help="Also run one pipeline worker.")
+def serve(host: str, port: int, database_url: str, workers: int, threads: int, learner: bool) -> None:
+    """Run the API under gunicorn (and a learner), on the embedded defaults unless configured."""
+    settings = Settings.from_env(database_url=database_url)
+    _prepare(settings)
+    environment = os.environ | {
+        "DECIDE_DATABASE_URL": database_url,
+        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="decide-metrics-"),
+    }
+    gunicorn = [
+        sys.executable, "-m", "gunicorn", "decide.api.wsgi:app",
+        "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
+        "--worker-class", "gthread", "--access-logfile", "-" if os.environ.get("DECIDE_ACCESS_LOG") else "/dev/null",
+        "--graceful-timeout", "10",
+    ]
+    children = [subprocess.Popen(gunicorn, env=environment)]
+    if learner:
+        children.append(subprocess.Popen([sys.executable, "-m", "decide", "worker"], env=environment))
+    click.echo(f"decide listens on http://{host}:{port} (database {_redacted(database_url)}, event log {settings.event_log})")
+    click.echo(
+        f"try:  curl -s -X POST http://{host}:{port}/rank -H 'Content-Type: application/json' "
+        """-d '{"contextFeatures":[{"user":{"tier":"gold"}}],"actions":[{"id":"a"},{"id":"b"}]}'"""
+    )
+    _supervise(children)
+
+
+def _supervise(children: list[subprocess.Popen]) -> None:
+    """Run until a signal or a child's exit, then stop every child."""
+    stopping = False
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping and all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    failed = [child.returncode for child in children if child.returncode not in (0, -signal.SIGTERM)]
+    if failed and not stopping:
+        raise SystemExit(f"a decide process exited with status {failed[0]}")
+
+
+@main.command()
+@database_option
+def worker(database_url: str) -> None:
+    """Join decisions with rewards and learn, until SIGTERM."""
+    import logging
+
+    from decide.events.factory import open_log
+    from decide.pipeline.worker import Worker
+    from decide.store.db import make_engine, writer_sessions
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = Settings.from_env(database_url=database_url)
+    engine = make_engine(settings.database_url)
+    pipeline = Worker(writer_sessions(engine), open_log(settings, engine), settings)
+    stopping = False
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    pipeline.run(lambda: stopping)
+    pipeline.close()
+
+
+@main.group()
+def loops() -> None:
+    """Manage decision loops directly in the database."""
+
+
+def _with_session(database_url: str, operation):
+    from decide.store import queries
+    from decide.store.db import make_engine, writer_sessions
+
+    try:
+        with writer_sessions(make_engine(database_url)).begin() as session:
+            return operation(session)
+    except ConfigError as error:
+        raise click.BadParameter(str(error), param_hint=error.field) from error
+    except (queries.LoopNotFound, queries.VersionNotFound) as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def _version_json(row) -> dict[str, Any]:
+    return {"version": row.version, "createdAt": row.created_at, "examplesLearned": row.examples_learned, "note": row.note, "config": json.loads(row.config)}
+
+
+@loops.command("list")
+@database_option
+def list_loops(database_url: str) -> None:
+    from decide.store import queries
+
+    _echo_json(_with_session(database_url, lambda s: queries.current_versions(s)))
+
+
+@loops.command()
+@click.argument("name")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="A setting, value in JSON (repeatable).")
+@database_option
+def create(name: str, settings: tuple[str, ...], database_url: str) -> None:
+    """Create loop NAME."""
+    from decide.store import queries
+
+    config = LoopConfig.from_json(_parse_settings(settings)) if settings else LoopConfig()
+    _echo_json(_with_session(database_url, lambda s: _version_json(queries.create_loop(s, name, config))))
+
+
+@loops.command()
+@click.argument("name")
+@database_option
+def show(name: str, database_url: str) -> None:
+    from decide.store import queries
+
+    _echo_json(_with_session(database_url, lambda s: _version_json(queries.current(s, name))))
+
+
+@loops.command()
+@click.argument("name")
+@click.option("--set", "settings", multiple=True, required=True, metavar="KEY=VALUE", help="A setting, value in JSON (repeatable).")
+@database_option
+def configure(name: str, settings: tuple[str, ...], database_url: str) -> None:
+    """Change settings of NAME, e.g. --set rewardWaitTime=60 --set policy='"linucb"'."""
+    from decide.store import queries
+
+    changes = _parse_settings(settings)
+    _echo_json(_with_session(database_url, lambda s: _version_json(queries.configure(s, name, changes))))
+
+
+@loops.command()
+@click.argument("name")
+@database_option
+def versions(name: str, database_url: str) -> None:
+    from decide.store import queries
+
+    def operation(session):
+        queries.current(session, name)
+        return [{k: v for k, v in _version_json(row).items() if k != "config"} for row in queries.versions(session, name)]
+
+    _echo_json(_with_session(database_url, operation))
+
+
+@loops.command()
+@click.argument("name")
+@click.argument("version", type=int)
+@database_option
+def rollback(name: str, version: int, database_url: str) -> None:
+    """Serve VERSION of NAME again (as a new version)."""
+    from decide.store import queries
+
+    _echo_json(_with_session(database_url, lambda s: _version_json(queries.rollback(s, name, version))))
+
+
+@loops.command()
+@click.argument("name")
+@database_option
+def reset(name: str, database_url: str) -> None:
+    """Forget what NAME has learned (a new, empty version)."""
+    from decide.store import queries
+
+    _echo_json(_with_session(database_url, lambda s: _version_json(queries.reset(s, name))))
+
+
+def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, separator, raw = pair.partition("=")
+        if not separator:
+            raise click.BadParameter(f"'{pair}' is not KEY=VALUE", param_hint="--set")
+        try:
+            settings[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            settings[key] = raw
+    return settings
+
+
+@main.command()
+@click.option("--url", envvar="DECIDE_URL", default="http://127.0.0.1:8080", show_default=True)
+@click.option("--loop", default="demo", show_default=True)
+@click.option("--rounds", default=4000, show_default=True, type=int)
+@click.option("--report-every", default=500, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+def demo(url: str, loop: str, rounds: int, report_every: int, seed: int) -> None:
+    """Drive a running service with a simulated population; watch the reward rate rise."""
+    from decide.client import ApiError, Client
+    from simulations.environments import LinearPayoff
+
+    client = Client(url)
+    try:
+        client.request("POST", "/loops", {"name": loop, "config": {"rewardWaitTime": 1.0, "updateInterval": 0.5}})
+    except ApiError as error:
+        if error.status != 409:
+            raise click.ClickException(f"could not create loop '{loop}': {error}") from error
+    environment = LinearPayoff(seed=seed)
+    total, block, best = 0.0, [], []
+    click.echo(f"{'rounds':>8} {'reward rate':>12} {'best possible':>14} {'policy version':>15}")
+    for number in range(1, rounds + 1):
+        played = environment.next_round()
+        answer = client.rank(played.context, played.actions, loop=loop)
+        value = environment.reward(played, answer["rewardActionId"])
+        client.reward(answer["eventId"], value, loop=loop)
+        block.append(value)
+        best.append(played.expected[played.best])
+        total += value
+        if number % report_every == 0:
+            click.echo(f"{number:>8} {sum(block) / len(block):>12.3f} {sum(best) / len(best):>14.3f} {answer['policyVersion']:>15}")
+            block, best = [], []
+    click.echo(f"overall reward rate {total / rounds:.3f} over {rounds} rounds")
+
+
+def _prepare(settings: Settings) -> None:
+    from decide.store import queries
+    from decide.store.db import make_engine, migrate as upgrade, writer_sessions
+
+    upgrade(settings.database_url)
+    with writer_sessions(make_engine(settings.database_url)).begin() as session:
+        queries.ensure_loop(session, settings.default_loop)
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

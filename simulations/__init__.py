@@ -1,0 +1,1 @@
+"""Simulated environments for demos, tests and offline experiments."""
