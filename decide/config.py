@@ -140,6 +140,7 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     poll_interval: float = 0.2
     join_grace: float = 0.5
+    worker_batch: int = 5000
     api_keys: tuple[str, ...] = ()
 
     @classmethod

@@ -46,13 +46,11 @@ class Worker:
         event_log: EventLog,
         settings: Settings,
         clock: Callable[[], float] = time.time,
-        max_records: int = 5000,
     ) -> None:
         self.sessions = sessions
         self.subscription = event_log.subscribe(GROUP, STREAMS)
         self.settings = settings
         self.clock = clock
-        self.max_records = max_records
         self.learner = Learner()
 
     def cycle(self, timeout: float = 0.2) -> CycleResult:
@@ -60,7 +58,7 @@ class Worker:
         owned = self.subscription.assignment()
         with self.sessions() as session:
             positions = _offsets(session, owned)
-        records = self.subscription.poll(positions, self.max_records, timeout)
+        records = self.subscription.poll(positions, self.settings.worker_batch, timeout)
         with self.sessions.begin() as session:
             if _offsets(session, owned, lock=True) != positions:
                 return CycleResult(conflict=True)

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install everything the test suite uses, start its services, and run all of it.
+# Needs only what a fresh machine ships (python3, Java 17, Maven, apt as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+if [ ${#packages[@]} -gt 0 ]; then
+    echo "== installing ${packages[*]} from Debian"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
+
+echo "== installing decide and its test dependencies into .venv"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+cleanup() {
+    scripts/kafka.sh stop >/dev/null 2>&1 || true
+    scripts/postgres.sh stop || true
+}
+trap cleanup EXIT
+
+echo "== starting PostgreSQL"
+DECIDE_TEST_POSTGRES_URL="$(scripts/postgres.sh start)"
+echo "== starting the Kafka broker"
+scripts/kafka.sh start
+export DECIDE_TEST_POSTGRES_URL
+export DECIDE_TEST_KAFKA_BOOTSTRAP="127.0.0.1:${DECIDE_KAFKA_PORT:-19092}"
+export DECIDE_REQUIRE_POSTGRES=1 DECIDE_REQUIRE_KAFKA=1
+
+echo "== running the test suite"
+status=0
+.venv/bin/python -m pytest -p no:cacheprovider "$@" || status=$?
+if [ "$status" -eq 5 ]; then
+    echo "pytest collected no tests: that is a failure here" >&2
+    exit 1
+fi
+exit "$status"

@@ -1,0 +1,40 @@
+"""The ``decide`` command against a real database: migrate and manage loops."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from decide.cli import main
+
+
+def run(*arguments: str) -> str:
+    result = CliRunner().invoke(main, list(arguments), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_migrate_then_manage_loops(database_url):
+    assert "up to date" in run("migrate", "--database-url", database_url)
+    assert "up to date" in run("migrate", "--database-url", database_url), "migrating twice is harmless"
+    db = ("--database-url", database_url)
+    assert json.loads(run("loops", "list", *db)) == {"default": 1}
+    created = json.loads(run("loops", "create", "offers", "--set", "policy=linucb", "--set", "rewardWaitTime=30", *db))
+    assert created["config"]["policy"] == "linucb" and created["config"]["rewardWaitTime"] == 30
+    configured = json.loads(run("loops", "configure", "offers", "--set", "explorationFloor=0.1", *db))
+    assert configured["version"] == 2 and configured["note"] == "configured"
+    restarted = json.loads(run("loops", "configure", "offers", "--set", "featureDimension=64", *db))
+    assert "learning restarted" in restarted["note"]
+    assert json.loads(run("loops", "rollback", "offers", "1", *db))["note"] == "rollback to 1"
+    assert json.loads(run("loops", "reset", "offers", *db))["note"] == "reset"
+    assert [v["version"] for v in json.loads(run("loops", "versions", "offers", *db))] == [5, 4, 3, 2, 1]
+    assert json.loads(run("loops", "show", "offers", *db))["version"] == 5
+
+
+def test_cli_errors_are_messages_not_tracebacks(database_url):
+    run("migrate", "--database-url", database_url)
+    missing = CliRunner().invoke(main, ["loops", "show", "nope", "--database-url", database_url])
+    assert missing.exit_code == 1 and "no loop named 'nope'" in missing.output
+    invalid = CliRunner().invoke(main, ["loops", "configure", "default", "--set", "discount=2", "--database-url", database_url])
+    assert invalid.exit_code == 2 and "discount must be in" in invalid.output
