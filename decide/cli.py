@@ -93,18 +93,25 @@ def _supervise(children: list[subprocess.Popen]) -> None:
 
 @main.command()
 @database_option
-def worker(database_url: str) -> None:
+@click.option("--metrics-port", envvar="DECIDE_WORKER_METRICS_PORT", type=int, help="Serve Prometheus metrics on this port.")
+def worker(database_url: str, metrics_port: int | None) -> None:
     """Join decisions with rewards and learn, until SIGTERM."""
     import logging
 
+    from prometheus_client import CollectorRegistry, start_http_server
+
     from decide.events.factory import open_log
+    from decide.pipeline.metrics import PipelineMetrics
     from decide.pipeline.worker import Worker
     from decide.store.db import make_engine, writer_sessions
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings.from_env(database_url=database_url)
     engine = make_engine(settings.database_url)
-    pipeline = Worker(writer_sessions(engine), open_log(settings, engine), settings)
+    registry = CollectorRegistry()
+    if metrics_port:
+        start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
+    pipeline = Worker(writer_sessions(engine), open_log(settings, engine), settings, metrics=PipelineMetrics(registry))
     stopping = False
 
     def stop(signum: int, _frame: Any) -> None:
@@ -249,8 +256,8 @@ def demo(url: str, loop: str, rounds: int, report_every: int, seed: int) -> None
         if error.status != 409:
             raise click.ClickException(f"could not create loop '{loop}': {error}") from error
     environment = LinearPayoff(seed=seed)
-    total, block, best = 0.0, [], []
-    click.echo(f"{'rounds':>8} {'reward rate':>12} {'best possible':>14} {'policy version':>15}")
+    total, block, best, random = 0.0, [], [], []
+    click.echo(f"{'rounds':>8} {'reward rate':>12} {'random choice':>14} {'best possible':>14} {'policy version':>15}")
     for number in range(1, rounds + 1):
         played = environment.next_round()
         answer = client.rank(played.context, played.actions, loop=loop)
@@ -258,10 +265,12 @@ def demo(url: str, loop: str, rounds: int, report_every: int, seed: int) -> None
         client.reward(answer["eventId"], value, loop=loop)
         block.append(value)
         best.append(played.expected[played.best])
+        random.append(sum(played.expected.values()) / len(played.expected))
         total += value
         if number % report_every == 0:
-            click.echo(f"{number:>8} {sum(block) / len(block):>12.3f} {sum(best) / len(best):>14.3f} {answer['policyVersion']:>15}")
-            block, best = [], []
+            rates = [sum(values) / len(values) for values in (block, random, best)]
+            click.echo(f"{number:>8} {rates[0]:>12.3f} {rates[1]:>14.3f} {rates[2]:>14.3f} {answer['policyVersion']:>15}")
+            block, best, random = [], [], []
     click.echo(f"overall reward rate {total / rounds:.3f} over {rounds} rounds")
 
 

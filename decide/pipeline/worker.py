@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,6 +24,7 @@ from decide.events.log import EventLog, Position, Record
 from decide.events.schemas import STREAMS, decode
 from decide.pipeline.joiner import JoinCounts, Joiner
 from decide.pipeline.learner import Learner, LearnedVersion
+from decide.pipeline.metrics import PipelineMetrics
 from decide.store import queries
 from decide.store.models import ConsumerOffset
 
@@ -37,6 +40,7 @@ class CycleResult:
     versions: list[LearnedVersion] = field(default_factory=list)
     counts: JoinCounts = field(default_factory=JoinCounts)
     conflict: bool = False
+    closed_by_reason: Counter[str] = field(default_factory=Counter)
 
 
 class Worker:
@@ -46,15 +50,31 @@ class Worker:
         event_log: EventLog,
         settings: Settings,
         clock: Callable[[], float] = time.time,
+        metrics: PipelineMetrics | None = None,
     ) -> None:
         self.sessions = sessions
         self.subscription = event_log.subscribe(GROUP, STREAMS)
         self.settings = settings
         self.clock = clock
         self.learner = Learner()
+        self.metrics = metrics or PipelineMetrics(CollectorRegistry())
 
     def cycle(self, timeout: float = 0.2) -> CycleResult:
         """Poll once and commit what the records and the clock imply."""
+        started = time.perf_counter()
+        result = self._cycle(timeout)
+        self.metrics.cycle_seconds.observe(time.perf_counter() - started)
+        self.metrics.records.inc(result.records)
+        self.metrics.duplicates.inc(result.counts.duplicates)
+        self.metrics.late_rewards.inc(result.counts.late_rewards)
+        self.metrics.conflicts.inc(result.conflict)
+        for reason, count in result.closed_by_reason.items():
+            self.metrics.examples.labels(reason).inc(count)
+        for learned in result.versions:
+            self.metrics.versions.labels(learned.loop).inc()
+        return result
+
+    def _cycle(self, timeout: float) -> CycleResult:
         owned = self.subscription.assignment()
         with self.sessions() as session:
             positions = _offsets(session, owned)
@@ -68,7 +88,7 @@ class Worker:
             closed = joiner.close_due(session, self.clock() - self.settings.join_grace)
             versions = self.learner.learn(session, closed, self.clock())
             _store_offsets(session, positions, records)
-        return CycleResult(len(records), len(closed), versions, counts)
+        return CycleResult(len(records), len(closed), versions, counts, closed_by_reason=Counter(e.reason for e in closed))
 
     def run(self, should_stop: Callable[[], bool], on_cycle: Callable[[CycleResult], None] = lambda result: None) -> None:
         while not should_stop():
