@@ -110,17 +110,14 @@ class Decider:
         return True
 
     def _check_actions(self, request: RankRequest) -> None:
+        """Limits and exclusions; featurization itself rejects duplicate ids and bad feature values."""
         if len(request.actions) > self.settings.max_actions:
             raise invalid(
                 "actions",
                 f"{len(request.actions)} actions is more than the limit of {self.settings.max_actions}; "
                 "send fewer candidates or raise DECIDE_MAX_ACTIONS",
             )
-        seen: set[str] = set()
-        for index, action in enumerate(request.actions):
-            if action.id in seen:
-                raise invalid(f"actions[{index}].id", f"action id '{action.id}' appears twice; action ids must be unique")
-            seen.add(action.id)
+        seen = {action.id for action in request.actions}
         excluded = request.excludedActions or []
         for index, action_id in enumerate(excluded):
             if action_id not in seen:
