@@ -142,6 +142,8 @@ class Settings:
     join_grace: float = 0.5
     worker_batch: int = 5000
     api_keys: tuple[str, ...] = ()
+    spool_path: str = "decide-spool.db"
+    """Where API processes keep events, durably, while Kafka is unreachable (shared by the processes of a host)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

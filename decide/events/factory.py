@@ -13,4 +13,8 @@ from decide.events.schemas import STREAMS
 def open_log(settings: Settings, engine: Engine) -> EventLog:
     if settings.event_log == "embedded":
         return EmbeddedLog(engine, settings.partitions, STREAMS)
-    raise ValueError(f"event_log must be 'embedded' or 'kafka'; the Kafka log is not available in this build: {settings.event_log!r}")
+    if settings.event_log == "kafka":
+        from decide.events.kafka import KafkaLog
+
+        return KafkaLog(settings.kafka_bootstrap, settings.topic_prefix, settings.partitions, STREAMS, settings.spool_path)
+    raise ValueError(f"DECIDE_EVENT_LOG must be 'embedded' or 'kafka', not {settings.event_log!r}")
