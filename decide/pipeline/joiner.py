@@ -61,8 +61,12 @@ class Joiner:
         events = list(events)
         counts = JoinCounts()
         ids = {event.event_id for event in events}
+        # Lock first, then look for closed joins: a join another member closes meanwhile is then seen closed.
+        pending = {
+            row.event_id: row
+            for row in session.scalars(select(PendingJoin).where(PendingJoin.event_id.in_(ids)).with_for_update())
+        }
         closed = _closed_ids(session, ids)
-        pending = {row.event_id: row for row in session.scalars(select(PendingJoin).where(PendingJoin.event_id.in_(ids)))}
         for event in events:
             if event.event_id in closed:
                 counts.duplicates += isinstance(event, Decision)
@@ -115,10 +119,12 @@ class Joiner:
             row.close_at = activation.timestamp + self.config_of(row.loop).rewardWaitTime
 
     def close_due(self, session: Session, now: float, limit: int = 50_000) -> list[JoinedExample]:
-        """Close every join whose window ended by ``now``, archive it, and return it."""
-        rows = list(
-            session.scalars(select(PendingJoin).where(PendingJoin.close_at <= now).order_by(PendingJoin.close_at).limit(limit))
-        )
+        """Close every join whose window ended by ``now``, archive it, and return it.
+
+        Joins that another member is closing or updating right now are skipped, never closed twice.
+        """
+        due = select(PendingJoin).where(PendingJoin.close_at <= now).order_by(PendingJoin.close_at).limit(limit)
+        rows = list(session.scalars(due.with_for_update(skip_locked=True)))
         examples = [self._close(row, now) for row in rows]
         if rows:
             session.execute(delete(PendingJoin).where(PendingJoin.event_id.in_([row.event_id for row in rows])))

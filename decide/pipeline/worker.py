@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from decide.config import LoopConfig, Settings
@@ -79,15 +80,19 @@ class Worker:
         with self.sessions() as session:
             positions = _offsets(session, owned)
         records = self.subscription.poll(positions, self.settings.worker_batch, timeout)
-        with self.sessions.begin() as session:
-            if _offsets(session, owned, lock=True) != positions:
-                return CycleResult(conflict=True)
-            configs = _ConfigCache(session, self.settings.default_loop)
-            joiner = Joiner(configs.get)
-            counts = joiner.apply(session, (decode(record.value) for record in records))
-            closed = joiner.close_due(session, self.clock() - self.settings.join_grace)
-            versions = self.learner.learn(session, closed, self.clock())
-            _store_offsets(session, positions, records)
+        try:
+            with self.sessions.begin() as session:
+                if _offsets(session, owned, lock=True) != positions:
+                    return CycleResult(conflict=True)
+                configs = _ConfigCache(session, self.settings.default_loop)
+                joiner = Joiner(configs.get)
+                counts = joiner.apply(session, (decode(record.value) for record in records))
+                closed = joiner.close_due(session, self.clock() - self.settings.join_grace)
+                versions = self.learner.learn(session, closed, self.clock())
+                _store_offsets(session, positions, records)
+        except IntegrityError as error:
+            log.warning("another member stored the same rows first, reading again: %s", error.orig)
+            return CycleResult(conflict=True)
         return CycleResult(len(records), len(closed), versions, counts, closed_by_reason=Counter(e.reason for e in closed))
 
     def run(self, should_stop: Callable[[], bool], on_cycle: Callable[[CycleResult], None] = lambda result: None) -> None:
@@ -120,9 +125,12 @@ class _ConfigCache:
 
 
 def _offsets(session: Session, owned: set[Position], lock: bool = False) -> dict[Position, int]:
-    query = select(ConsumerOffset).where(ConsumerOffset.group == GROUP)
+    """Only the owned partitions' rows, so members owning other partitions never wait for this one."""
+    query = select(ConsumerOffset).where(
+        ConsumerOffset.group == GROUP, tuple_(ConsumerOffset.stream, ConsumerOffset.partition).in_(sorted(owned))
+    )
     rows = session.scalars(query.with_for_update() if lock else query)
-    return {(row.stream, row.partition): row.next_offset for row in rows if (row.stream, row.partition) in owned}
+    return {(row.stream, row.partition): row.next_offset for row in rows}
 
 
 def _store_offsets(session: Session, positions: dict[Position, int], records: list[Record]) -> None:
