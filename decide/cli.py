@@ -30,7 +30,7 @@ def main() -> None:
 @database_option
 def migrate(database_url: str) -> None:
     """Create or upgrade the database schema in place, and make sure the default loop exists."""
-    _prepare(Settings.from_env(database_url=database_url))
+    _prepare(_settings(database_url))
     click.echo(f"database at {_redacted(database_url)} is up to date")
 
 
@@ -43,7 +43,7 @@ def migrate(database_url: str) -> None:
 @click.option("--learner/--no-learner", default=True, show_default=True, help="Also run one pipeline worker.")
 def serve(host: str, port: int, database_url: str, workers: int, threads: int, learner: bool) -> None:
     """Run the API under gunicorn (and a learner), on the embedded defaults unless configured."""
-    settings = Settings.from_env(database_url=database_url)
+    settings = _settings(database_url)
     _prepare(settings)
     environment = os.environ | {
         "DECIDE_DATABASE_URL": database_url,
@@ -106,7 +106,7 @@ def worker(database_url: str, metrics_port: int | None) -> None:
     from decide.store.db import make_engine, writer_sessions
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = Settings.from_env(database_url=database_url)
+    settings = _settings(database_url)
     engine = make_engine(settings.database_url)
     registry = CollectorRegistry()
     if metrics_port:
@@ -130,6 +130,8 @@ def loops() -> None:
 
 
 def _with_session(database_url: str, operation):
+    from sqlalchemy.exc import IntegrityError
+
     from decide.store import queries
     from decide.store.db import make_engine, writer_sessions
 
@@ -140,6 +142,8 @@ def _with_session(database_url: str, operation):
         raise click.BadParameter(str(error), param_hint=error.field) from error
     except (queries.LoopNotFound, queries.VersionNotFound) as error:
         raise click.ClickException(str(error)) from error
+    except IntegrityError as error:
+        raise click.ClickException("that loop already exists; change it with `decide loops configure`") from error
 
 
 def _echo_json(data: Any) -> None:
@@ -164,10 +168,17 @@ def list_loops(database_url: str) -> None:
 @database_option
 def create(name: str, settings: tuple[str, ...], database_url: str) -> None:
     """Create loop NAME."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from decide.api.schemas import LoopName
     from decide.store import queries
 
-    config = LoopConfig.from_json(_parse_settings(settings)) if settings else LoopConfig()
-    _echo_json(_with_session(database_url, lambda s: _version_json(queries.create_loop(s, name, config))))
+    try:
+        TypeAdapter(LoopName).validate_python(name)
+    except ValidationError as error:
+        raise click.BadParameter("use letters, digits, '_', '.' and '-', starting with a letter or digit (at most 128)", param_hint="NAME") from error
+    changes = _parse_settings(settings)
+    _echo_json(_with_session(database_url, lambda s: _version_json(queries.create_loop(s, name, LoopConfig.from_json(changes)))))
 
 
 @loops.command()
@@ -225,6 +236,22 @@ def reset(name: str, database_url: str) -> None:
     _echo_json(_with_session(database_url, lambda s: _version_json(queries.reset(s, name))))
 
 
+@loops.command()
+@click.argument("name")
+@click.confirmation_option(prompt="Delete the loop and all its policy versions?")
+@database_option
+def delete(name: str, database_url: str) -> None:
+    """Delete loop NAME and its policy versions (archived examples stay)."""
+    from decide.store import queries
+
+    def operation(session):
+        queries.current(session, name)
+        queries.delete_loops(session, [name])
+
+    _with_session(database_url, operation)
+    click.echo(f"deleted loop '{name}'")
+
+
 def _parse_settings(pairs: tuple[str, ...]) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     for pair in pairs:
@@ -272,6 +299,14 @@ def demo(url: str, loop: str, rounds: int, report_every: int, seed: int) -> None
             click.echo(f"{number:>8} {rates[0]:>12.3f} {rates[1]:>14.3f} {rates[2]:>14.3f} {answer['policyVersion']:>15}")
             block, best, random = [], [], []
     click.echo(f"overall reward rate {total / rounds:.3f} over {rounds} rounds")
+
+
+def _settings(database_url: str) -> Settings:
+    """Deployment settings, with a bad ``DECIDE_*`` value reported as a message, not a traceback."""
+    try:
+        return Settings.from_env(database_url=database_url)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from error
 
 
 def _prepare(settings: Settings) -> None:

@@ -56,7 +56,7 @@ class LoopConfig:
         return config
 
     def validate(self) -> None:
-        from decide.policies import make_policy
+        from decide.policies import POLICIES, make_policy
 
         _number(self, "explorationFloor", 0.0, 1.0, upper_open=True)
         _number(self, "rewardWaitTime", 0.0, 30 * 86400.0)
@@ -72,10 +72,12 @@ class LoopConfig:
             raise ConfigError("interactions", "interactions must be true or false")
         if not isinstance(self.policyParams, dict):
             raise ConfigError("policyParams", "policyParams must be an object of parameter names to values")
+        if not isinstance(self.policy, str) or self.policy not in POLICIES:
+            raise ConfigError("policy", f"policy must be one of: {', '.join(POLICIES)}; got {self.policy!r}")
         try:
             make_policy(self.policy, self.featureDimension, self.policy_params())
         except ValueError as error:
-            raise ConfigError("policyParams" if "parameter" in str(error) else "policy", str(error)) from error
+            raise ConfigError("policyParams", str(error)) from error
 
     def policy_params(self) -> dict[str, Any]:
         """Policy parameters with the loop-wide exploration floor filled in where the policy has one."""
@@ -93,11 +95,12 @@ class LoopConfig:
 
         def family(config: LoopConfig) -> tuple[Any, ...]:
             policy_class = POLICIES[config.policy]
+            uses_features = "dimension" in _parameters(policy_class)
             return (
                 policy_class.statistics_family or config.policy,
                 config.policyParams.get("per_action", False),
-                config.featureDimension,
-                config.interactions,
+                config.featureDimension if uses_features else None,
+                config.interactions if uses_features else None,
             )
 
         return family(self) == family(other)
@@ -151,17 +154,33 @@ class Settings:
         environ = dict(os.environ if environ is None else environ)
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = environ.get(f"DECIDE_{f.name.upper()}")
+            variable = f"DECIDE_{f.name.upper()}"
+            raw = environ.get(variable)
             if raw is None:
                 continue
             default = getattr(cls(), f.name)
-            if isinstance(default, tuple):
-                values[f.name] = tuple(key for key in raw.split(",") if key)
-            elif isinstance(default, int):
-                values[f.name] = int(raw)
-            elif isinstance(default, float):
-                values[f.name] = float(raw)
-            else:
-                values[f.name] = raw
+            try:
+                if isinstance(default, tuple):
+                    values[f.name] = tuple(key.strip() for key in raw.split(",") if key.strip())
+                elif isinstance(default, int):
+                    values[f.name] = int(raw)
+                elif isinstance(default, float):
+                    values[f.name] = float(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError as error:
+                kind = "a whole number" if isinstance(default, int) else "a number"
+                raise ConfigError(variable, f"{variable} must be {kind}; got {raw!r}") from error
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
+
+    def __post_init__(self) -> None:
+        limits = {"partitions": 1, "max_actions": 1, "max_body_bytes": 1024, "worker_batch": 1}
+        for name, low in limits.items():
+            if getattr(self, name) < low:
+                raise ConfigError(f"DECIDE_{name.upper()}", f"DECIDE_{name.upper()} must be at least {low}; got {getattr(self, name)}")
+        for name in ("poll_interval", "join_grace"):
+            if not 0 <= getattr(self, name) <= 60:
+                raise ConfigError(f"DECIDE_{name.upper()}", f"DECIDE_{name.upper()} must be from 0 to 60 seconds")
+        if self.event_log not in get_args(EventLogKind):
+            raise ConfigError("DECIDE_EVENT_LOG", f"DECIDE_EVENT_LOG must be 'embedded' or 'kafka'; got {self.event_log!r}")

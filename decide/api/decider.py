@@ -82,6 +82,7 @@ class Decider:
         )
         self._append(decision)
         self.metrics.decisions.labels(loop).inc()
+        self.metrics.served_version.labels(loop).set(served.version)
         return RankResponse(
             eventId=event_id,
             rewardActionId=decision.chosen,
@@ -98,7 +99,7 @@ class Decider:
             self.metrics.late_rewards.inc()
             return False
         self._append(Reward(event_id=event_id, value=value, timestamp=time.time(), loop=loop))
-        self.metrics.rewards.labels(loop or self.settings.default_loop).inc()
+        self.metrics.rewards.labels(loop or "").inc()
         return True
 
     def activate(self, event_id: str, loop: str | None) -> bool:

@@ -24,7 +24,9 @@ class Metrics:
             "decide_http_request_seconds", "Request latency by endpoint", ["endpoint"], buckets=LATENCY_BUCKETS, registry=registry
         )
         self.decisions = Counter("decide_decisions", "Decisions logged", ["loop"], registry=registry)
-        self.rewards = Counter("decide_rewards", "Rewards logged", ["loop"], registry=registry)
+        self.rewards = Counter(
+            "decide_rewards", "Rewards logged, by the loop the request named ('' when it named none)", ["loop"], registry=registry
+        )
         self.late_rewards = Counter(
             "decide_late_rewards", "Rewards refused because their join had closed", registry=registry
         )

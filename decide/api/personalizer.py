@@ -2,8 +2,9 @@
 
 v1.0 (and v1.1-preview) put the version in the path; 2022-09-01-preview puts it
 in ``api-version``. Like Personalizer, a reward or activation for an event whose
-join has closed is accepted and ignored (204); decide counts it in
-``decide_late_rewards_total``.
+join has closed is accepted and ignored (204); decide counts such rewards in
+``decide_late_rewards_total``. Multi-slot ranking is not supported: its paths
+answer 404 rather than being mistaken for a versioned single-slot path.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from decide.api.context import parse, services
-from decide.api.problems import invalid
+from decide.api.problems import invalid, not_found
 from decide.api.schemas import RankRequest, RewardBody
 
 blueprint = Blueprint("personalizer", __name__, url_prefix="/personalizer")
@@ -22,12 +23,14 @@ EVENT_ID_LIMIT = 256
 @blueprint.post("/<api_version>/rank")
 @blueprint.post("/rank")
 def rank(api_version: str | None = None):
+    _check_api_version(api_version)
     return services().decider.rank(parse(RankRequest)).model_dump(exclude={"loop"}), 201
 
 
 @blueprint.post("/<api_version>/events/<event_id>/reward")
 @blueprint.post("/events/<event_id>/reward")
 def reward(event_id: str, api_version: str | None = None):
+    _check_api_version(api_version)
     _check_event_id(event_id)
     services().decider.reward(event_id, parse(RewardBody).value, None)
     return Response(status=204)
@@ -36,9 +39,16 @@ def reward(event_id: str, api_version: str | None = None):
 @blueprint.post("/<api_version>/events/<event_id>/activate")
 @blueprint.post("/events/<event_id>/activate")
 def activate(event_id: str, api_version: str | None = None):
+    _check_api_version(api_version)
     _check_event_id(event_id)
     services().decider.activate(event_id, None)
     return Response(status=204)
+
+
+def _check_api_version(api_version: str | None) -> None:
+    """Path versions look like ``v1.0``; anything else (``multislot``) is not an endpoint of decide."""
+    if api_version is not None and not api_version.startswith("v"):
+        raise not_found(f"/personalizer/{api_version}/... is not supported; decide serves single-slot rank (v1.0, v1.1-preview, 2022-09-01-preview)")
 
 
 def _check_event_id(event_id: str) -> None:

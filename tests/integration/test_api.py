@@ -154,6 +154,9 @@ def test_loop_administration(service):
     assert client.post("/loops", json={"name": "offers"}).status_code == 409
     bad = client.patch("/loops/offers/config", json={"rewardWaitTime": -1})
     assert (bad.status_code, bad.json["field"]) == (400, "config.rewardWaitTime")
+    for config, field in (({"policy": []}, "config.policy"), ({"policyParams": {"alpha": -1}}, "config.policyParams")):
+        refused = client.patch("/loops/offers/config", json=config)
+        assert (refused.status_code, refused.json["field"]) == (400, field)
     bad_param = client.patch("/loops/offers/config", json={"policyParams": {"alpah": 1}})
     assert bad_param.status_code == 400 and "alpha" in bad_param.json["detail"]
     configured = client.patch("/loops/offers/config", json={"rewardWaitTime": 60})
@@ -180,3 +183,10 @@ def test_health_readiness_metrics_and_openapi(service):
     assert document["openapi"].startswith("3.1")
     assert {"/rank", "/reward", "/personalizer/{apiVersion}/rank", "/loops/{name}/rollback", "/metrics"} <= set(document["paths"])
     assert "RankRequest" in document["components"]["schemas"]
+
+
+def test_multi_slot_paths_are_not_mistaken_for_versions(service):
+    for path in ("/personalizer/multislot/rank", "/personalizer/multislot/events/e1/activate"):
+        answer = service.client.post(path, json={"actions": ACTIONS})
+        assert answer.status_code == 404 and "not supported" in answer.json["detail"]
+    assert count_logged(service) == 0

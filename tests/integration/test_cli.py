@@ -38,3 +38,23 @@ def test_cli_errors_are_messages_not_tracebacks(database_url):
     assert missing.exit_code == 1 and "no loop named 'nope'" in missing.output
     invalid = CliRunner().invoke(main, ["loops", "configure", "default", "--set", "discount=2", "--database-url", database_url])
     assert invalid.exit_code == 2 and "discount must be in" in invalid.output
+
+
+def test_loop_names_duplicates_and_deletion(database_url):
+    db = ["--database-url", database_url]
+    run("migrate", *db)
+    bad_name = CliRunner().invoke(main, ["loops", "create", "bad/name", *db])
+    assert bad_name.exit_code == 2 and "letters, digits" in bad_name.output
+    run("loops", "create", "offers", *db)
+    again = CliRunner().invoke(main, ["loops", "create", "offers", *db])
+    assert again.exit_code == 1 and "already exists" in again.output
+    bad_setting = CliRunner().invoke(main, ["loops", "create", "other", "--set", "policy=nope", *db])
+    assert bad_setting.exit_code == 2 and "policy must be one of" in bad_setting.output
+    assert "deleted loop 'offers'" in run("loops", "delete", "offers", "--yes", *db)
+    assert json.loads(run("loops", "list", *db)) == {"default": 1}
+
+
+def test_bad_environment_settings_are_reported_plainly(database_url, monkeypatch):
+    monkeypatch.setenv("DECIDE_PARTITIONS", "zero")
+    result = CliRunner().invoke(main, ["migrate", "--database-url", database_url])
+    assert result.exit_code == 1 and "DECIDE_PARTITIONS must be a whole number" in result.output
