@@ -37,7 +37,11 @@ class LearnedVersion:
 
 
 def batch_of(config: LoopConfig, decisions: list[Decision], rewards: list[float]) -> Batch:
-    """Featurize the chosen action of each decision the way the API featurized it."""
+    """Featurize the chosen action of each decision the way the API featurized it.
+
+    With forgetting (``discount`` < 1) the i-th of n examples weighs discount^(n-1-i):
+    learning them in one batch or in several gives the same state.
+    """
     space = FeatureSpace(dimension=config.featureDimension, interactions=config.interactions)
     contexts, features, propensities = [], [], []
     for decision in decisions:
@@ -53,6 +57,7 @@ def batch_of(config: LoopConfig, decisions: list[Decision], rewards: list[float]
         features=np.array(features).reshape(-1, dimension),
         rewards=np.asarray(rewards, dtype=float),
         propensities=np.asarray(propensities, dtype=float),
+        weights=config.discount ** np.arange(len(decisions) - 1, -1, -1, dtype=float),
     )
 
 
@@ -88,8 +93,8 @@ class Learner:
                     )
                 )
             )
-            decisions = [example.decision for example in fresh] + [Decision(**json.loads(row.decision)) for row in backlog]
-            rewards = [example.reward for example in fresh] + [row.reward for row in backlog]
+            decisions = [Decision(**json.loads(row.decision)) for row in backlog] + [example.decision for example in fresh]
+            rewards = [row.reward for row in backlog] + [example.reward for example in fresh]
             if backlog:
                 session.execute(
                     update(Example).where(Example.event_id.in_([row.event_id for row in backlog])).values(learned=True)

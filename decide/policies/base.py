@@ -43,9 +43,14 @@ class Batch:
     features: np.ndarray
     rewards: np.ndarray
     propensities: np.ndarray
+    weights: np.ndarray | None = None
+    """Per-example weights (forgetting discounts the older ones); None weighs all equally."""
 
     def __len__(self) -> int:
         return len(self.action_ids)
+
+    def weight_vector(self) -> np.ndarray:
+        return np.ones(len(self)) if self.weights is None else np.asarray(self.weights, dtype=float)
 
 
 class Policy(ABC):

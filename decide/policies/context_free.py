@@ -34,13 +34,12 @@ class BetaThompson(Policy):
         check_int("samples", self.samples, 1, MAX_SAMPLES)
 
     def statistics(self, batch: Batch) -> Arrays:
-        """``successes/<id>`` and ``failures/<id>``: sums of r and 1 − r per chosen action."""
+        """``successes/<id>`` and ``failures/<id>``: weighted sums of r and 1 − r per chosen action."""
         rewards = np.clip(checked_array(batch.rewards, (len(batch),), "rewards"), 0.0, 1.0)
-        ids, inverse, counts = np.unique(
-            np.asarray(batch.action_ids, dtype=str), return_inverse=True, return_counts=True
-        )
-        successes = np.bincount(inverse, weights=rewards, minlength=len(ids))
-        failures = counts - successes
+        weights = checked_array(batch.weight_vector(), (len(batch),), "weights")
+        ids, inverse = np.unique(np.asarray(batch.action_ids, dtype=str), return_inverse=True)
+        successes = np.bincount(inverse, weights=weights * rewards, minlength=len(ids))
+        failures = np.bincount(inverse, weights=weights * (1.0 - rewards), minlength=len(ids))
         return {
             **{f"successes/{i}": np.array([s]) for i, s in zip(ids, successes, strict=True)},
             **{f"failures/{i}": np.array([f]) for i, f in zip(ids, failures, strict=True)},

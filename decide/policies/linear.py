@@ -74,12 +74,13 @@ class LinearPolicy(Policy):
         check_bool("per_action", self.per_action)
 
     def statistics(self, batch: Batch) -> Arrays:
-        """Σ x xᵀ, Σ r x and the count, over the chosen actions' vectors (vectorized)."""
+        """Weighted Σ w x xᵀ, Σ w r x and Σ w, over the chosen actions' vectors (vectorized)."""
         n = len(batch)
         rewards = checked_array(batch.rewards, (n,), "rewards")
+        weights = checked_array(batch.weight_vector(), (n,), "weights")
         if not self.per_action:
             x = checked_array(batch.features, (n, self.dimension), "features")
-            return {"xx": x.T @ x, "xr": x.T @ rewards, "n": np.array([float(n)])}
+            return {"xx": (x * weights[:, None]).T @ x, "xr": x.T @ (weights * rewards), "n": np.array([weights.sum()])}
         x = checked_array(batch.contexts, (n, self.dimension), "contexts")
         ids, inverse, counts = np.unique(
             np.asarray(batch.action_ids, dtype=str), return_inverse=True, return_counts=True
@@ -87,10 +88,10 @@ class LinearPolicy(Policy):
         groups = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
         statistics: Arrays = {}
         for action_id, rows in zip(ids, groups, strict=True):
-            xa = x[rows]
-            statistics[_key("xx", action_id)] = xa.T @ xa
-            statistics[_key("xr", action_id)] = xa.T @ rewards[rows]
-            statistics[_key("n", action_id)] = np.array([float(rows.size)])
+            xa, wa = x[rows], weights[rows]
+            statistics[_key("xx", action_id)] = (xa * wa[:, None]).T @ xa
+            statistics[_key("xr", action_id)] = xa.T @ (wa * rewards[rows])
+            statistics[_key("n", action_id)] = np.array([wa.sum()])
         return statistics
 
     def snapshot(self, statistics: Arrays) -> Arrays:

@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
+from decide.config import LoopConfig
+from decide.events.schemas import Decision
+from decide.pipeline.learner import batch_of
 from decide.policies import (
     POLICIES,
     ActionSet,
@@ -403,3 +406,25 @@ def test_inputs_of_the_wrong_shape_are_rejected() -> None:
                 np.ones(1),
             )
         )
+
+
+def test_forgetting_gives_the_same_state_however_the_examples_are_batched():
+    rng = np.random.default_rng(3)
+    actions = [{"id": "a", "features": []}, {"id": "b", "features": []}]
+    decisions = [
+        Decision(event_id=f"e{i}", loop="l", timestamp=0.0, policy_version=1, context=[{"x": float(rng.normal())}],
+                 actions=actions, excluded=[], chosen="ab"[i % 2], probabilities=[0.5, 0.5])
+        for i in range(30)
+    ]
+    rewards = list(rng.random(30))
+    for policy_name in ("linucb", "beta_thompson"):
+        config = LoopConfig(policy=policy_name, discount=0.9, featureDimension=16)
+        policy = make_policy(config.policy, config.featureDimension, config.policy_params())
+        whole = merge({}, policy.statistics(batch_of(config, decisions, rewards)))
+        state: dict = {}
+        for start, stop in ((0, 7), (7, 8), (8, 30)):
+            part = policy.statistics(batch_of(config, decisions[start:stop], rewards[start:stop]))
+            state = merge(state, part, discount=config.discount ** (stop - start))
+        assert whole.keys() == state.keys()
+        for key in whole:
+            np.testing.assert_allclose(state[key], whole[key], rtol=1e-12)
