@@ -1,0 +1,1 @@
+"""Offline evaluation: off-policy estimators, replay of logged data, comparisons and reports."""
