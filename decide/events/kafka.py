@@ -124,8 +124,11 @@ class KafkaLog(EventLog):
         return self._producer.send(self.topic(stream), key=key.encode(), value=value.encode())
 
     def _forward(self, records: list[SpooledRecord]) -> None:
+        """The first record alone probes the broker: a batch queued while it is away would sit out the delivery timeout."""
+        first, *rest = records
         try:
-            futures = [self._send(record.stream, record.key, record.value) for record in records]
+            self._send(first.stream, first.key, first.value).get(timeout=ACK_TIMEOUT)
+            futures = [self._send(record.stream, record.key, record.value) for record in rest]
             for future in futures:
                 future.get(timeout=FORWARD_TIMEOUT)
         except KafkaError as error:
