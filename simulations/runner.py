@@ -4,7 +4,7 @@ In process, each policy is a loop in miniature on a simulated clock: decisions
 are featurized and drawn exactly as the API draws them, each join closes
 ``rewardWaitTime`` after its decision with the reward if it arrived in time
 (else the loop's default reward), and the policy learns what has closed once per
-``updateInterval``, producing a new version. Over HTTP the same population is
+``updateInterval`` (through the learner's own ``batch_of``), producing a new version. Over HTTP the same population is
 sent to a running service, rewards are posted after their (real) delays, and the
 service does the rest.
 
@@ -32,7 +32,8 @@ from decide.client import ApiError, Client
 from decide.evaluation.logs import LoggedExample
 from decide.events.schemas import Decision
 from decide.features import FeatureSpace
-from decide.policies import Arrays, Batch, make_policy, merge
+from decide.pipeline.learner import batch_of
+from decide.policies import Arrays, make_policy, merge
 from simulations.scenario import PolicySpec, Scenario
 
 CURVE_POINTS = 200
@@ -182,18 +183,6 @@ def run(scenario: Scenario, keep_log: bool = False, progress: bool = False) -> S
     return SimulationResult(scenario, traces)
 
 
-@dataclass
-class _Open:
-    """A decision whose join has not closed yet, with what the learner will see when it does."""
-
-    close_at: float
-    action_id: str
-    context: np.ndarray
-    features: np.ndarray
-    reward: float
-    propensity: float
-
-
 def run_policy(
     scenario: Scenario, spec: PolicySpec, seed: int, keep_log: bool = False, advance: Callable[[int], Any] | None = None
 ) -> Trace:
@@ -207,7 +196,7 @@ def run_policy(
     statistics: Arrays = {}
     snapshot = policy.snapshot(statistics)
     version = 1
-    joins: deque[_Open] = deque()
+    joins: deque[tuple[float, Decision, float]] = deque()
     next_update = config.updateInterval
     rounds = scenario.rounds
     rewards, expected, best, joined, propensities = (np.zeros(rounds) for _ in range(5))
@@ -220,16 +209,10 @@ def run_policy(
         now = t / scenario.rate
         if now >= next_update:
             closed = []
-            while joins and joins[0].close_at <= now:
+            while joins and joins[0][0] <= now:
                 closed.append(joins.popleft())
             if closed:
-                batch = Batch(
-                    action_ids=tuple(c.action_id for c in closed),
-                    contexts=np.array([c.context for c in closed]),
-                    features=np.array([c.features for c in closed]),
-                    rewards=np.array([c.reward for c in closed]),
-                    propensities=np.array([c.propensity for c in closed]),
-                )
+                batch = batch_of(config, [decision for _, decision, _ in closed], [reward for _, _, reward in closed])
                 statistics = merge(statistics, policy.statistics(batch), discount=config.discount ** len(closed))
                 snapshot = policy.snapshot(statistics)
                 version += 1
@@ -243,16 +226,16 @@ def run_policy(
         delay = scenario.delivery.sample(arrivals)
         observed = delay is not None and delay <= config.rewardWaitTime
         learned = reward if observed else config.defaultReward
-        joins.append(_Open(now + config.rewardWaitTime, action_id, actions.context, actions.features[index], learned, probabilities[index]))
+        decision = Decision(
+            event_id=f"{spec.label}-{seed}-{t}", loop=spec.label, timestamp=now, policy_version=version,
+            context=played.context, actions=played.actions, excluded=[], chosen=action_id,
+            probabilities=probabilities.tolist(),
+        )
+        joins.append((now + config.rewardWaitTime, decision, learned))
         rewards[t], expected[t], best[t] = reward, played.expected[action_id], played.expected[played.best]
         joined[t], propensities[t], versions[t] = learned, probabilities[index], version
         chosen_ids.append(action_id)
         if keep_log:
-            decision = Decision(
-                event_id=f"{spec.label}-{seed}-{t}", loop=spec.label, timestamp=now, policy_version=version,
-                context=played.context, actions=played.actions, excluded=[], chosen=action_id,
-                probabilities=probabilities.tolist(),
-            )
             log.append(LoggedExample(decision, learned, "observed" if observed else "default"))
             expectations.append(played.expected)
         if advance is not None and (t + 1) % 256 == 0:

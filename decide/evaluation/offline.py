@@ -1,0 +1,262 @@
+"""Evaluate policies on a log: Personalizer-style comparisons and a guarded parameter search.
+
+The log is read once, in time order, one block at a time: each block's
+decisions are featurized the way the loop featurized them, every target scores
+them, candidates then learn from them, and the estimators' evidence grows by
+one row. So a candidate is judged only on decisions it had not yet learned from.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import IO, Any
+
+import numpy as np
+from tqdm import tqdm
+
+from decide.config import LoopConfig
+from decide.evaluation.estimators import (
+    Diagnostics,
+    Estimate,
+    Evidence,
+    EvidenceBuilder,
+    estimators,
+)
+from decide.evaluation.logs import LoggedExample
+from decide.evaluation.targets import (
+    Candidate,
+    FirstAction,
+    Online,
+    Target,
+    Uniform,
+    parse_candidates,
+)
+from decide.features import FeatureSpace
+from decide.pipeline.learner import batch_of
+from decide.policies import EpsilonGreedy, LinearPolicy
+
+DEFAULT_SEARCH = (
+    "linucb:alpha=0.1|0.3|1|3",
+    "linear_thompson:scale=0.1|0.3|1|3",
+    "epsilon_greedy:epsilon=0.02|0.05|0.1|0.2",
+)
+"""What ``optimize`` tries when told nothing: each linear policy's exploration knob, on a log scale."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to evaluate: block count (the unit of intervals and of candidates' learning), folds, confidence."""
+
+    blocks: int = 200
+    folds: int = 3
+    confidence: float = 0.95
+    replicates: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.blocks < 2:
+            raise ValueError(f"blocks must be at least 2, got {self.blocks}")
+        if self.folds < 2:
+            raise ValueError(f"folds must be at least 2, got {self.folds}")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence must be between 0 and 1, got {self.confidence}")
+        if self.replicates < 10:
+            raise ValueError(f"replicates must be at least 10, got {self.replicates}")
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    label: str
+    description: str
+    estimates: dict[str, Estimate]
+    diagnostics: Diagnostics
+    evidence: Evidence = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "policy": self.label,
+            "description": self.description,
+            "estimates": {name: estimate.to_json() for name, estimate in self.estimates.items()},
+            "diagnostics": self.diagnostics.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Every target's estimates on one log."""
+
+    events: int
+    start: float
+    end: float
+    options: Options
+    results: list[PolicyResult]
+
+    def result(self, label: str) -> PolicyResult:
+        for result in self.results:
+            if result.label == label:
+                return result
+        raise KeyError(label)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "start": self.start,
+            "end": self.end,
+            "blocks": self.results[0].evidence.blocks if self.results else 0,
+            "confidence": self.options.confidence,
+            "policies": [result.to_json() for result in self.results],
+        }
+
+    def write_csv(self, stream: IO[str]) -> None:
+        """One row per policy and estimator."""
+        writer = csv.writer(stream)
+        writer.writerow(["policy", "estimator", "value", "lower", "upper", "std_error", "interval", "effective_sample_size"])
+        for result in self.results:
+            for estimate in result.estimates.values():
+                writer.writerow([
+                    result.label, estimate.estimator, estimate.value, estimate.lower, estimate.upper,
+                    estimate.std_error, estimate.interval, result.diagnostics.effective_sample_size,
+                ])
+
+
+def reward_model(config: LoopConfig) -> LinearPolicy:
+    """The ridge regression DM and DR use: shared mode over the loop's features, the loop's ridge if it has one.
+
+    It weighs every logged event equally (the loop's forgetting is for serving, not for estimating).
+    """
+    return EpsilonGreedy(dimension=config.featureDimension, ridge=config.policyParams.get("ridge", 1.0))
+
+
+def evaluate(
+    examples: Iterable[LoggedExample],
+    config: LoopConfig,
+    targets: Sequence[Target],
+    options: Options = Options(),
+    progress: bool = False,
+) -> Evaluation:
+    """Estimate every target's value on the learnable ``examples`` logged by a loop configured as ``config``."""
+    log = sorted((e for e in examples if e.learnable), key=lambda e: e.decision.timestamp)
+    if not log:
+        raise ValueError("there are no logged decisions with joined rewards to evaluate in this range")
+    space = FeatureSpace(dimension=config.featureDimension, interactions=config.interactions)
+    spaces = {target.space for target in targets if target.space is not None and target.space != space}
+    builder = EvidenceBuilder(reward_model(config), len(targets), options.folds)
+    with tqdm(total=len(log), unit="event", desc="evaluating", disable=not progress, leave=False) as bar:
+        for rows in np.array_split(np.arange(len(log)), min(len(log), options.blocks)):
+            block = [log[i] for i in rows]
+            decisions = [e.decision for e in block]
+            featurized = {s: [s.action_set(d.context, d.actions, d.excluded) for d in decisions] for s in (space, *spaces)}
+            logged = featurized[space]
+            width = max(len(actions.ids) for actions in logged)
+            features = np.zeros((len(block), width, config.featureDimension))
+            for i, actions in enumerate(logged):
+                features[i, : len(actions.ids)] = actions.features
+            chosen = np.array([actions.ids.index(d.chosen) for actions, d in zip(logged, decisions)])
+            probabilities = []
+            for target in targets:
+                sets = featurized[target.space if target.space in featurized else space]
+                table = np.zeros((len(block), width))
+                for i, (decision, actions) in enumerate(zip(decisions, sets)):
+                    table[i, : len(actions.ids)] = target.probabilities(decision, actions)
+                probabilities.append(table)
+            batch = replace(batch_of(config, decisions, [e.reward for e in block]), weights=None)
+            builder.add(batch, features, chosen, probabilities)
+            for target in targets:
+                target.learn(block)
+            bar.update(len(block))
+    methods = estimators(options.replicates, options.seed)
+    results = [
+        PolicyResult(
+            target.label,
+            target.description,
+            {method.name: method.estimate(evidence, options.confidence) for method in methods},
+            Diagnostics.of(evidence),
+            evidence,
+        )
+        for target, evidence in zip(targets, builder.build(), strict=True)
+    ]
+    return Evaluation(len(log), log[0].decision.timestamp, log[-1].decision.timestamp, options, results)
+
+
+def standard_targets() -> list[Target]:
+    """What Personalizer's offline evaluation always shows: the online policy, the baseline, uniform."""
+    return [Online(), FirstAction(), Uniform()]
+
+
+def compare(
+    examples: Iterable[LoggedExample],
+    config: LoopConfig,
+    candidates: Sequence[str] = (),
+    options: Options = Options(),
+    progress: bool = False,
+) -> Evaluation:
+    """The standard targets and every candidate named by spec (``linucb:alpha=2``, see ``parse_candidates``)."""
+    targets: list[Target] = standard_targets()
+    for spec in candidates:
+        targets += [Candidate(label, candidate, options.seed) for label, candidate in parse_candidates(spec, config)]
+    return evaluate(examples, config, targets, options, progress)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The best candidate found, its paired advantage over the online policy, and whether to switch."""
+
+    evaluation: Evaluation
+    best: str
+    config: LoopConfig | None
+    advantage: Estimate
+    recommended: bool
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "recommended": self.recommended,
+            "message": self.message,
+            "best": self.best,
+            "config": self.config.to_json() if self.config else None,
+            "advantage": self.advantage.to_json(),
+            "evaluation": self.evaluation.to_json(),
+        }
+
+
+def optimize(
+    examples: Iterable[LoggedExample],
+    config: LoopConfig,
+    search: Sequence[str] = DEFAULT_SEARCH,
+    options: Options = Options(),
+    progress: bool = False,
+) -> Recommendation:
+    """Search candidate settings on the log and recommend one only if it is reliably better.
+
+    Candidates are ranked by their doubly robust estimate. The best one is
+    recommended only when the lower bound of its paired DR advantage over the
+    online policy is above zero at a Bonferroni-corrected level: picking the
+    best of many noisy estimates favours the lucky ones, and the correction
+    keeps the chance of recommending a change that is not better below 1 − confidence.
+    """
+    grid = [(label, candidate) for spec in search for label, candidate in parse_candidates(spec, config)]
+    if not grid:
+        raise ValueError("the search names no candidate settings")
+    targets: list[Target] = [Online(), *(Candidate(label, candidate, options.seed) for label, candidate in grid)]
+    evaluation = evaluate(examples, config, targets, options, progress)
+    online = evaluation.results[0]
+    ranked = sorted(evaluation.results[1:], key=lambda r: r.estimates["dr"].value, reverse=True)
+    best = ranked[0]
+    level = 1 - (1 - options.confidence) / len(grid)
+    dr = next(method for method in estimators() if method.name == "dr")
+    advantage = dr.difference(best.evidence, online.evidence, level)
+    recommended = math.isfinite(advantage.lower) and advantage.lower > 0
+    if recommended:
+        message = (
+            f"switch to {best.label}: it would have earned {advantage.value:+.4f} per decision "
+            f"(at least {advantage.lower:+.4f} at {level:.2%} confidence, corrected for {len(grid)} candidates)"
+        )
+    else:
+        message = (
+            f"keep the current policy: the best candidate, {best.label}, is not reliably better "
+            f"({advantage.value:+.4f} per decision, lower bound {advantage.lower:+.4f} at {level:.2%} confidence)"
+        )
+    return Recommendation(evaluation, best.label, dict(grid)[best.label], advantage, recommended, message)
