@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from decide.config import ConfigError, LoopConfig, Settings
+from decide.evaluation.commands import evaluate, report, simulate
 
 database_option = click.option(
     "--database-url", envvar="DECIDE_DATABASE_URL", default=Settings.database_url, show_default=True,
@@ -24,6 +25,11 @@ database_option = click.option(
 @click.group()
 def main() -> None:
     """decide: online contextual-bandit decisions with a Personalizer-compatible API."""
+
+
+main.add_command(simulate)
+main.add_command(evaluate)
+main.add_command(report)
 
 
 @main.command()

@@ -8,7 +8,7 @@ from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
-from decide.api import decisions, health, loops, openapi, personalizer, problems
+from decide.api import decisions, evaluation, health, loops, openapi, personalizer, problems
 from decide.api.context import Services
 from decide.api.decider import Decider
 from decide.api.metrics import Metrics
@@ -41,7 +41,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, event_log: E
         decider=Decider(engine, event_log, settings, metrics),
     )
     problems.register(app)
-    for module in (decisions, personalizer, loops, health, openapi):
+    for module in (decisions, personalizer, loops, evaluation, health, openapi):
         app.register_blueprint(module.blueprint)
 
     @app.before_request
