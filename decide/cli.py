@@ -51,6 +51,7 @@ def serve(host: str, port: int, database_url: str, workers: int, threads: int, l
     """Run the API under gunicorn (and a learner), on the embedded defaults unless configured."""
     settings = _settings(database_url)
     _prepare(settings)
+    _check_event_log(settings)
     environment = os.environ | {
         "DECIDE_DATABASE_URL": database_url,
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="decide-metrics-"),
@@ -106,7 +107,6 @@ def worker(database_url: str, metrics_port: int | None) -> None:
 
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from decide.events.factory import open_log
     from decide.pipeline.metrics import PipelineMetrics
     from decide.pipeline.worker import Worker
     from decide.store.db import make_engine, writer_sessions
@@ -117,7 +117,7 @@ def worker(database_url: str, metrics_port: int | None) -> None:
     registry = CollectorRegistry()
     if metrics_port:
         start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
-    pipeline = Worker(writer_sessions(engine), open_log(settings, engine), settings, metrics=PipelineMetrics(registry))
+    pipeline = Worker(writer_sessions(engine), _open_log(settings, engine), settings, metrics=PipelineMetrics(registry))
     stopping = False
 
     def stop(signum: int, _frame: Any) -> None:
@@ -322,6 +322,26 @@ def _prepare(settings: Settings) -> None:
     upgrade(settings.database_url)
     with writer_sessions(make_engine(settings.database_url)).begin() as session:
         queries.ensure_loop(session, settings.default_loop)
+
+
+def _open_log(settings: Settings, engine):
+    """The configured event log, or a message a person can act on (e.g. Kafka unreachable at start-up)."""
+    from decide.events.factory import open_log
+    from decide.events.log import LogUnavailable
+
+    try:
+        return open_log(settings, engine)
+    except (LogUnavailable, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _check_event_log(settings: Settings) -> None:
+    """Fail before starting any process when the event log cannot be had (and create Kafka topics once)."""
+    from decide.store.db import make_engine
+
+    engine = make_engine(settings.database_url)
+    _open_log(settings, engine).close()
+    engine.dispose()
 
 
 def _redacted(url: str) -> str:
