@@ -38,6 +38,8 @@ class JoinedExample:
     reward_count: int
     reason: JoinReason
     closed_at: float
+    decision_json: str | None = None
+    """The decision as stored, archived as is rather than encoded again."""
 
     @property
     def learnable(self) -> bool:
@@ -55,6 +57,8 @@ class JoinCounts:
 class Joiner:
     def __init__(self, config_of: ConfigLookup) -> None:
         self.config_of = config_of
+        self._decided: dict[str, Decision] = {}
+        """Decisions applied by this joiner: one that closes in the same cycle is not parsed back from JSON."""
 
     def apply(self, session: Session, events: Iterable[Event]) -> JoinCounts:
         """Fold events into the pending joins."""
@@ -103,6 +107,7 @@ class Joiner:
         config = self.config_of(decision.loop)
         row.loop = decision.loop
         row.decision = json.dumps(vars(decision), separators=(",", ":"))
+        self._decided[decision.event_id] = decision
         if not decision.deferred:
             row.activated_at = decision.timestamp
         if row.activated_at is not None:
@@ -127,25 +132,26 @@ class Joiner:
         rows = list(session.scalars(due.with_for_update(skip_locked=True)))
         examples = [self._close(row, now) for row in rows]
         if rows:
-            session.execute(delete(PendingJoin).where(PendingJoin.event_id.in_([row.event_id for row in rows])))
+            closed = delete(PendingJoin).where(PendingJoin.event_id.in_([row.event_id for row in rows]))
+            session.execute(closed.execution_options(synchronize_session=False))
         return examples
 
     def _close(self, row: PendingJoin, now: float) -> JoinedExample:
         if row.decision is None:
             rewards = json.loads(row.rewards)
             return JoinedExample(row.event_id, row.loop, None, None, len(rewards), "unmatched", now)
-        decision = Decision(**json.loads(row.decision))
+        decision = self._decided.get(row.event_id) or Decision(**json.loads(row.decision))
         if row.activated_at is None:
-            return JoinedExample(row.event_id, row.loop, decision, None, 0, "deactivated", now)
+            return JoinedExample(row.event_id, row.loop, decision, None, 0, "deactivated", now, row.decision)
         config = self.config_of(row.loop)
         in_window = [(ts, value) for _, ts, value in json.loads(row.rewards) if ts <= row.close_at]
         if not in_window:
-            return JoinedExample(row.event_id, row.loop, decision, config.defaultReward, 0, "default", now)
+            return JoinedExample(row.event_id, row.loop, decision, config.defaultReward, 0, "default", now, row.decision)
         if config.rewardAggregation == "sum":
             value = float(sum(value for _, value in in_window))
         else:
             value = min(in_window, key=lambda pair: pair[0])[1]
-        return JoinedExample(row.event_id, row.loop, decision, value, len(in_window), "observed", now)
+        return JoinedExample(row.event_id, row.loop, decision, value, len(in_window), "observed", now, row.decision)
 
 
 def archive(session: Session, examples: list[JoinedExample], learned: bool) -> None:
@@ -159,7 +165,7 @@ def archive(session: Session, examples: list[JoinedExample], learned: bool) -> N
                 "loop": example.loop,
                 "decided_at": example.decision.timestamp if example.decision else None,
                 "closed_at": example.closed_at,
-                "decision": json.dumps(vars(example.decision), separators=(",", ":")) if example.decision else None,
+                "decision": example.decision_json,
                 "reward": example.reward,
                 "reward_count": example.reward_count,
                 "reason": example.reason,
