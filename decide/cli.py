@@ -15,6 +15,7 @@ import click
 
 from decide.config import ConfigError, LoopConfig, Settings
 from decide.evaluation.commands import evaluate, report, simulate
+from decide.serving.commands import models
 
 database_option = click.option(
     "--database-url", envvar="DECIDE_DATABASE_URL", default=Settings.database_url, show_default=True,
@@ -47,7 +48,8 @@ def migrate(database_url: str) -> None:
 @click.option("--workers", envvar="DECIDE_WORKERS", default=2, show_default=True, type=int, help="gunicorn worker processes.")
 @click.option("--threads", envvar="DECIDE_THREADS", default=4, show_default=True, type=int, help="Threads per worker process.")
 @click.option("--learner/--no-learner", default=True, show_default=True, help="Also run one pipeline worker.")
-def serve(host: str, port: int, database_url: str, workers: int, threads: int, learner: bool) -> None:
+@click.option("--backends/--no-backends", default=True, show_default=True, help="Also run the model backends' supervisor.")
+def serve(host: str, port: int, database_url: str, workers: int, threads: int, learner: bool, backends: bool) -> None:
     """Run the API under gunicorn (and a learner), on the embedded defaults unless configured."""
     settings = _settings(database_url)
     _prepare(settings)
@@ -55,6 +57,7 @@ def serve(host: str, port: int, database_url: str, workers: int, threads: int, l
     environment = os.environ | {
         "DECIDE_DATABASE_URL": database_url,
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="decide-metrics-"),
+        "DECIDE_BACKEND_DIR": settings.backend_dir or tempfile.mkdtemp(prefix="decide-backends-"),
     }
     gunicorn = [
         sys.executable, "-m", "gunicorn", "decide.api.wsgi:app",
@@ -65,6 +68,8 @@ def serve(host: str, port: int, database_url: str, workers: int, threads: int, l
     children = [subprocess.Popen(gunicorn, env=environment)]
     if learner:
         children.append(subprocess.Popen([sys.executable, "-m", "decide", "worker"], env=environment))
+    if backends:
+        children.append(subprocess.Popen([sys.executable, "-m", "decide", "models", "serve"], env=environment))
     click.echo(f"decide listens on http://{host}:{port} (database {_redacted(database_url)}, event log {settings.event_log})")
     click.echo(
         f"try:  curl -s -X POST http://{host}:{port}/rank -H 'Content-Type: application/json' "
@@ -128,6 +133,9 @@ def worker(database_url: str, metrics_port: int | None) -> None:
     signal.signal(signal.SIGINT, stop)
     pipeline.run(lambda: stopping)
     pipeline.close()
+
+
+main.add_command(models)
 
 
 @main.group()

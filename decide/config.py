@@ -40,6 +40,8 @@ class LoopConfig:
     updateInterval: float = 1.0
     discount: float = 1.0
     keepVersions: int = 500
+    models: list[str] = field(default_factory=list)
+    """Registered models this loop chooses among (its actions); empty for a loop of plain actions."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +72,8 @@ class LoopConfig:
             raise ConfigError("rewardAggregation", "rewardAggregation must be 'earliest' or 'sum'")
         if not isinstance(self.interactions, bool):
             raise ConfigError("interactions", "interactions must be true or false")
+        if not isinstance(self.models, list) or not all(isinstance(name, str) and name for name in self.models) or len(set(self.models)) < len(self.models):
+            raise ConfigError("models", "models must be a list of distinct model names, e.g. [\"small\", \"large\"]")
         if not isinstance(self.policyParams, dict):
             raise ConfigError("policyParams", "policyParams must be an object of parameter names to values")
         if not isinstance(self.policy, str) or self.policy not in POLICIES:
@@ -142,6 +146,8 @@ class Settings:
     max_actions: int = 50
     max_body_bytes: int = 256 * 1024
     poll_interval: float = 0.2
+    backend_dir: str = ""
+    """Where model backends listen (Unix sockets); empty: a private directory under the system's temp dir."""
     join_grace: float = 0.5
     worker_batch: int = 5000
     api_keys: tuple[str, ...] = ()

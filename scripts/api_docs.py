@@ -292,6 +292,45 @@ OPERATION_NOTES: dict[tuple[str, str], dict[str, Any]] = {
         "text": "Forgets everything learned: a new version with the same configuration and empty statistics.",
         "errors": [AUTH, NO_SUCH_LOOP],
     },
+    ("get", "/models"): {
+        "text": "Every registered model with its current version and settings.",
+        "body": "`{\"models\": [ModelInfo, ...]}` (see [ModelInfo](#modelinfo)).",
+        "errors": [AUTH],
+    },
+    ("post", "/models"): {
+        "text": (
+            "Registers a model at version 1. Only its settings are stored: its code is loaded by its backend "
+            "processes, which `decide models serve` (part of `decide serve`) starts within about a second. See "
+            "[models.md](models.md)."
+        ),
+        "errors": [
+            ("400", "invalid body: an unknown or out-of-range setting, or a `target` that does not fit its `kind` (the problem names the field)"),
+            AUTH,
+            ("409", "a model of that name is registered"),
+            TOO_LARGE,
+        ],
+    },
+    ("get", "/models/{name}"): {
+        "text": "The model's settings, and each replica's live report: up or not, its version, batch size, queue, counters and recent latency.",
+        "errors": [AUTH, ("404", "no such model")],
+    },
+    ("patch", "/models/{name}"): {
+        "text": (
+            "Changes some settings: the body is a JSON object of the settings to change, e.g. `{\"replicas\": 2}`. "
+            "Writes a new version, even for an empty object (which reloads the model's code); each replica is "
+            "replaced once its successor answers."
+        ),
+        "errors": [
+            ("400", "the body is not a JSON object, or a setting is unknown or out of range (the problem names it)"),
+            AUTH,
+            ("404", "no such model"),
+            TOO_LARGE,
+        ],
+    },
+    ("delete", "/models/{name}"): {
+        "text": "Removes the model; its replicas stop. Model loops that list it answer with `fallback.reason` `unregistered`.",
+        "errors": [AUTH, ("404", "no such model")],
+    },
     ("get", "/healthz"): {
         "text": "Answers while the process runs; checks nothing else. Needs no key.",
         "body": "`{\"status\": \"ok\"}`",
@@ -550,6 +589,7 @@ def render(document: dict[str, Any]) -> str:
         ("Decisions", lambda path: path in ("/rank", "/reward", "/activate")),
         ("Personalizer paths", lambda path: path.startswith("/personalizer")),
         ("Loops", lambda path: path.startswith("/loops")),
+        ("Models", lambda path: path.startswith("/models")),
         ("Operations", lambda path: True),
     ]
     done: set[tuple[str, str]] = set()

@@ -12,6 +12,7 @@ from decide.api import decisions, evaluation, health, loops, openapi, personaliz
 from decide.api.context import Services
 from decide.api.decider import Decider
 from decide.api.metrics import Metrics
+from decide.api.models import blueprint as models_blueprint
 from decide.config import Settings
 from decide.events.log import EventLog
 from decide.store.db import make_engine, sessions, writer_sessions
@@ -41,6 +42,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, event_log: E
         decider=Decider(engine, event_log, settings, metrics),
     )
     problems.register(app)
+    app.register_blueprint(models_blueprint)
     for module in (decisions, personalizer, loops, evaluation, health, openapi):
         app.register_blueprint(module.blueprint)
 

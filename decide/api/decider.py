@@ -22,6 +22,7 @@ from decide.config import Settings
 from decide.events.log import EventLog, LogUnavailable
 from decide.events.schemas import Activation, Decision, Event, Reward, encode, stream_of
 from decide.features import FeatureError
+from decide.serving.router import ModelRouter
 from decide.store import queries
 from decide.store.db import sessions
 from decide.store.models import Example
@@ -51,6 +52,7 @@ class Decider:
         self.settings = settings
         self.metrics = metrics
         self.policies = PolicyCache(sessions(engine), settings.poll_interval)
+        self.models = ModelRouter(sessions(engine), settings.backend_dir, settings.poll_interval, metrics.registry)
 
     def rank(self, request: RankRequest) -> RankResponse:
         self._check_actions(request)
@@ -65,9 +67,12 @@ class Decider:
             )
         except FeatureError as error:
             raise invalid(error.path, str(error)) from error
+        if served.config.models and (misfit := self.models.misfit(served.config.models, actions.ids)):
+            raise invalid(*misfit)
         rng = decision_rng(event_id, served.version)
         probabilities = served.policy.probabilities(served.snapshot, actions, rng)
         chosen = int(rng.choice(len(probabilities), p=probabilities))
+        answer = self.models.answer(actions.ids[chosen], _as_list(request.contextFeatures)) if served.config.models else None
         decision = Decision(
             event_id=event_id,
             loop=loop,
@@ -79,6 +84,7 @@ class Decider:
             chosen=actions.ids[chosen],
             probabilities=probabilities.tolist(),
             deferred=bool(request.deferActivation),
+            **(answer.logged() if answer else {}),
         )
         self._append(decision)
         self.metrics.decisions.labels(loop).inc()
@@ -89,6 +95,7 @@ class Decider:
             ranking=ranking(actions.ids, probabilities, chosen),
             policyVersion=served.version,
             loop=loop,
+            **(answer.response() if answer else {}),
         )
 
     def reward(self, event_id: str, value: float, loop: str | None) -> bool:

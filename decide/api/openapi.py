@@ -9,6 +9,7 @@ from pydantic.json_schema import models_json_schema
 
 from decide import __version__
 from decide.api import schemas
+from decide.api.models import ModelInfo, RegisterModelRequest
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -23,6 +24,8 @@ MODELS = (
     schemas.RollbackRequest,
     schemas.LoopInfo,
     schemas.PolicyVersionInfo,
+    RegisterModelRequest,
+    ModelInfo,
 )
 
 PROBLEM = {
@@ -69,6 +72,7 @@ def document() -> dict[str, Any]:
     components = definitions.get("$defs", {}) | {"Problem": PROBLEM}
     event = [_path_parameter("eventId")]
     loop = [_path_parameter("name")]
+    model = [_path_parameter("name") | {"description": "The model's name."}]
     versioned = [_path_parameter("apiVersion")]
     api_version_query = [{"name": "api-version", "in": "query", "required": False, "schema": {"type": "string"}}]
     paths = {
@@ -98,6 +102,18 @@ def document() -> dict[str, Any]:
         "/loops/{name}/versions": {"get": _operation("Policy version history", None, {200: ("Versions", None)}, parameters=loop)},
         "/loops/{name}/rollback": {"post": _operation("Serve an earlier version again", "RollbackRequest", {200: ("New version", "PolicyVersionInfo")}, parameters=loop)},
         "/loops/{name}/reset": {"post": _operation("Forget everything learned", None, {200: ("New version", "PolicyVersionInfo")}, parameters=loop)},
+        "/models": {
+            "get": _operation("List registered models", None, {200: ("Models", None)}),
+            "post": _operation("Register a model", "RegisterModelRequest", {201: ("Registered", "ModelInfo")}),
+        },
+        "/models/{name}": {
+            "get": _operation("Show a model and its replicas", None, {200: ("Model", "ModelInfo")}, parameters=model),
+            "patch": {
+                **_operation("Change a model's settings (a new version)", None, {200: ("New version", "ModelInfo")}, parameters=model),
+                "requestBody": {"required": True, **_json({"type": "object", "description": "Settings to change; see docs/models.md"})},
+            },
+            "delete": _operation("Remove a model", None, {204: ("Removed", None)}, parameters=model),
+        },
         "/healthz": {"get": _operation("Liveness", None, {200: ("Alive", None)})},
         "/readyz": {"get": _operation("Readiness: database, schema, default loop", None, {200: ("Ready", None)})},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}}}},

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, StringConstraints, model_serializer
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 LoopName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -38,12 +38,39 @@ class RankedAction(BaseModel):
     probability: float
 
 
+class ModelFallback(BaseModel):
+    reason: str = Field(
+        description="Why the chosen model did not answer: `deadline` (no answer in time), `rejected` (its queue was full), "
+        "`error` (the model failed), `unavailable` (no replica up) or `unregistered` (no such model is registered)."
+    )
+    answeredBy: str | None = Field(
+        description="The model whose prediction was answered instead, or null when it is the chosen model's configured `default`."
+    )
+
+
 class RankResponse(BaseModel):
     eventId: str
     rewardActionId: str
     ranking: list[RankedAction]
     policyVersion: int
     loop: str
+    prediction: Any = Field(
+        None,
+        description="Only in a loop with `models`: the chosen model's prediction for `contextFeatures` "
+        "(or, when `fallback` is present, the fallback's). See docs/models.md.",
+    )
+    fallback: ModelFallback | None = Field(
+        None, description="Only in a loop with `models`, when the chosen model did not answer by its deadline: why, and who did."
+    )
+
+    @model_serializer(mode="wrap")
+    def _model_fields_only_when_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Loops of plain actions answer exactly as Personalizer does: no `prediction`, no `fallback`."""
+        data = handler(self)
+        for name in ("prediction", "fallback"):
+            if name not in self.model_fields_set:
+                data.pop(name, None)
+        return data
 
 
 class RewardBody(Body):

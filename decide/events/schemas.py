@@ -44,6 +44,15 @@ class Decision:
     deferred: bool = False
     id: str = field(default_factory=new_id)
     schema: str = DECISION_SCHEMA
+    prediction: Any = None
+    """In a model loop: the prediction answered (the chosen model's, a fallback model's or the default)."""
+    answered_by: str | None = None
+    """The model whose prediction it is; None when it is the configured default or the loop has no models."""
+    model_version: int | None = None
+    model_latency: float | None = None
+    """Seconds from asking the chosen model to having the answer, fallbacks included."""
+    fallback: str | None = None
+    """Why the chosen model did not answer (deadline, rejected, error, unavailable, unregistered); None when it did."""
 
     @property
     def propensity(self) -> float:
