@@ -167,7 +167,7 @@ def _echo_table(headers: list[str], rows: list[list[str]]) -> None:
 @click.option("--export-dsjson", type=click.File("w"), help="Also write the log read as decision-service JSON lines (for Vowpal Wabbit).")
 @click.option("--export-only", is_flag=True, help="Only export; estimate nothing.")
 @click.option("--optimize", is_flag=True, help="Search policy settings and recommend one only if it is reliably better.")
-@click.option("--search", multiple=True, metavar="SPEC", help="Settings to search with --optimize, e.g. 'linucb:alpha=0.3|1|3' (repeatable).")
+@click.option("--search", multiple=True, metavar="SPEC", help="Settings to search with --optimize, e.g. 'linucb:ridge=0.3|1|3' (repeatable; default: the loop's model settings).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Directory for evaluation.json and estimates.csv.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(loop: str | None, since: str | None, until: str | None, limit: int | None, database_url: str, dsjson_in: IO[str] | None,
@@ -187,7 +187,7 @@ def evaluate(loop: str | None, since: str | None, until: str | None, limit: int 
     options = _options(confidence, blocks)
     try:
         if optimize:
-            recommendation = offline.optimize(log.examples, log.config, search or offline.DEFAULT_SEARCH, options, _progress(progress))
+            recommendation = offline.optimize(log.examples, log.config, search or None, options, _progress(progress))
             evaluation, document = recommendation.evaluation, recommendation.to_json()
         else:
             evaluation = offline.compare(log.examples, log.config, candidates, options, _progress(progress))

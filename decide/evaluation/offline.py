@@ -38,12 +38,21 @@ from decide.features import FeatureSpace
 from decide.pipeline.learner import batch_of
 from decide.policies import EpsilonGreedy, LinearPolicy
 
-DEFAULT_SEARCH = (
-    "linucb:alpha=0.1|0.3|1|3",
-    "linear_thompson:scale=0.1|0.3|1|3",
-    "epsilon_greedy:epsilon=0.02|0.05|0.1|0.2",
-)
-"""What ``optimize`` tries when told nothing: each linear policy's exploration knob, on a log scale."""
+LINEAR = ("linucb", "linear_thompson", "epsilon_greedy")
+
+
+def default_search(config: LoopConfig) -> list[str]:
+    """What ``optimize`` tries when told nothing: model settings of the loop's policy, not its exploration.
+
+    A log shows how well a policy would have exploited what this traffic
+    taught, not what its own exploration would have taught it, so exploration
+    settings are better tried in simulation or with replay on uniform logs.
+    """
+    if config.policy in LINEAR:
+        return [f"{config.policy}:ridge=0.1|0.3|1|3|10,interactions=true|false"]
+    if config.policy == "beta_thompson":
+        return ["beta_thompson:prior_alpha=0.5|1|2,prior_beta=0.5|1|2", "linucb", "linear_thompson"]
+    return ["linucb:ridge=0.1|1|10", "linear_thompson:ridge=0.1|1|10"]
 
 
 @dataclass(frozen=True)
@@ -225,7 +234,7 @@ class Recommendation:
 def optimize(
     examples: Iterable[LoggedExample],
     config: LoopConfig,
-    search: Sequence[str] = DEFAULT_SEARCH,
+    search: Sequence[str] | None = None,
     options: Options = Options(),
     progress: bool = False,
 ) -> Recommendation:
@@ -237,7 +246,8 @@ def optimize(
     best of many noisy estimates favours the lucky ones, and the correction
     keeps the chance of recommending a change that is not better below 1 − confidence.
     """
-    grid = [(label, candidate) for spec in search for label, candidate in parse_candidates(spec, config)]
+    specs = default_search(config) if search is None else search
+    grid = [(label, candidate) for spec in specs for label, candidate in parse_candidates(spec, config)]
     if not grid:
         raise ValueError("the search names no candidate settings")
     targets: list[Target] = [Online(), *(Candidate(label, candidate, options.seed) for label, candidate in grid)]

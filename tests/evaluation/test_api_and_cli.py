@@ -119,3 +119,39 @@ def test_decide_simulate_writes_results_curves_and_a_report(tmp_path):
     again = tmp_path / "again.html"
     assert CliRunner().invoke(main, ["report", "--simulation", str(out / "results.json"), "-o", str(again)]).exit_code == 0
     assert again.read_text() == page
+
+
+def test_a_scenario_runs_against_a_live_service_over_http(service, small_document):
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from decide.client import Client
+    from simulations.runner import run_http
+    from simulations.scenario import parse_scenario
+
+    small_document["delivery"] = {"delay": 0.01}
+    scenario = parse_scenario(small_document).select(rounds=40)
+    server = make_server("127.0.0.1", 0, service.app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    client = Client(f"http://127.0.0.1:{server.server_port}")
+    try:
+        result = run_http(scenario, client, loop_prefix="t-")
+        again = run_http(scenario.select(["uniform"]), client, loop_prefix="t-")
+    finally:
+        client.close()
+        server.shutdown()
+        thread.join()
+    assert result.mode == "http" and [trace.rounds for trace in result.traces] == [40, 40]
+    assert all(0 < p <= 1 for trace in result.traces for p in trace.propensities)
+    loops = {loop["name"] for loop in service.client.get("/loops").json["loops"]}
+    assert {"t-small-uniform-0", "t-small-linucb-0"} <= loops
+    assert again.traces[0].rounds == 40, "a rerun resets the loop it made before"
+    service.advance(5)
+    service.learn_all()
+    with service.app.extensions["decide"].sessions() as session:
+        from decide.evaluation.logs import read_archive
+
+        archived = read_archive(session, "t-small-uniform-0")
+    assert len(archived) == 80 and sum(e.reason == "observed" for e in archived) == 80

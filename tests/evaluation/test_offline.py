@@ -77,3 +77,11 @@ def test_a_candidate_with_its_own_feature_space_is_featurized_in_it(small, unifo
 def test_an_empty_log_is_an_error_that_says_so(small):
     with pytest.raises(ValueError, match="no logged decisions"):
         compare([], small.policies[0].config)
+
+
+def test_the_default_search_varies_model_settings_not_exploration(small, uniform_log):
+    config = small.policies[1].config
+    recommendation = optimize(uniform_log.log[:300], config, options=Options(blocks=30, replicates=20))
+    labels = [result.label for result in recommendation.evaluation.results[1:]]
+    assert len(labels) == 10 and all(label.startswith("linucb:ridge=") for label in labels)
+    assert "alpha" not in " ".join(labels)
