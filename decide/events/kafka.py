@@ -166,7 +166,6 @@ class KafkaSubscription(Subscription):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             partition_assignment_strategy=[RangePartitionAssignor],
-            max_partition_fetch_bytes=8 * 1024 * 1024,
             session_timeout_ms=6000,
             heartbeat_interval_ms=1000,
             bootstrap_timeout_ms=int(STARTUP_TIMEOUT * 1000),

@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, inspect, select
 from sqlalchemy.orm import Session
 
 from decide.config import LoopConfig
@@ -59,6 +59,8 @@ class Joiner:
         self.config_of = config_of
         self._decided: dict[str, Decision] = {}
         """Decisions applied by this joiner: one that closes in the same cycle is not parsed back from JSON."""
+        self._opened: list[PendingJoin] = []
+        """Joins this joiner opened: those already due when it closes joins never reach the database."""
 
     def apply(self, session: Session, events: Iterable[Event]) -> JoinCounts:
         """Fold events into the pending joins."""
@@ -99,6 +101,7 @@ class Joiner:
             rewards="[]",
         )
         session.add(row)
+        self._opened.append(row)
         return row
 
     def _decide(self, row: PendingJoin, decision: Decision) -> bool:
@@ -128,9 +131,12 @@ class Joiner:
 
         Joins that another member is closing or updating right now are skipped, never closed twice.
         """
+        unwritten = [row for row in self._opened if row.close_at <= now and inspect(row).pending]
+        for row in unwritten:
+            session.expunge(row)
         due = select(PendingJoin).where(PendingJoin.close_at <= now).order_by(PendingJoin.close_at).limit(limit)
         rows = list(session.scalars(due.with_for_update(skip_locked=True)))
-        examples = [self._close(row, now) for row in rows]
+        examples = [self._close(row, now) for row in unwritten + rows]
         if rows:
             closed = delete(PendingJoin).where(PendingJoin.event_id.in_([row.event_id for row in rows]))
             session.execute(closed.execution_options(synchronize_session=False))
