@@ -22,6 +22,8 @@ import numpy as np
 from decide.evaluation.logs import LoggedExample
 from decide.evaluation.offline import Evaluation
 
+LINES = ["-", "--", "-.", ":"]
+"""Line styles cycled with the colours, so curves that coincide (a shared update cadence) stay visible."""
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
 STYLE = """
@@ -221,7 +223,7 @@ def _curve_plot(results: dict[str, Any], column: str, ylabel: str, alt: str) -> 
         rounds = np.array([row["round"] for row in rows if row["seed"] == seeds[0]])
         values = np.array([[row[column] for row in rows if row["seed"] == seed] for seed in seeds])
         colour = COLOURS[k % len(COLOURS)]
-        axis.plot(rounds, values.mean(0), color=colour, label=label)
+        axis.plot(rounds, values.mean(0), color=colour, linestyle=LINES[k % len(LINES)], label=label)
         if len(seeds) > 1:
             axis.fill_between(rounds, values.min(0), values.max(0), color=colour, alpha=0.15)
     axis.set_xlabel("round")

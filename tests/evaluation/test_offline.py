@@ -85,3 +85,25 @@ def test_the_default_search_varies_model_settings_not_exploration(small, uniform
     labels = [result.label for result in recommendation.evaluation.results[1:]]
     assert len(labels) == 10 and all(label.startswith("linucb:ridge=") for label in labels)
     assert "alpha" not in " ".join(labels)
+
+
+def test_decisions_with_different_candidates_and_exclusions_are_evaluated_together():
+    from decide.evaluation.logs import LoggedExample
+    from decide.events.schemas import Decision
+
+    rng = np.random.default_rng(0)
+    log = []
+    for i in range(300):
+        count = 2 + i % 3
+        actions = [{"id": f"a{k}", "features": [{"k": k}]} for k in range(count)]
+        excluded = ["a0"] if i % 5 == 0 else []
+        eligible = [a["id"] for a in actions if a["id"] not in excluded]
+        probabilities = [0.0 if a["id"] in excluded else 1 / len(eligible) for a in actions]
+        chosen = eligible[int(rng.integers(len(eligible)))]
+        decision = Decision(f"e{i}", "mixed", float(i), 1, [{"x": float(rng.normal())}], actions, excluded, chosen, probabilities)
+        log.append(LoggedExample(decision, float(chosen == "a1"), "observed"))
+    evaluation = compare(log, LoopConfig(featureDimension=32), ["linucb"], Options(blocks=30, replicates=20))
+    baseline = evaluation.result("baseline").estimates["ips"]
+    # The first eligible action is a1 exactly when a0 is excluded (every fifth decision): its reward is 1 then, else 0.
+    assert baseline.value == pytest.approx(0.2, abs=0.12)
+    assert evaluation.result("uniform").estimates["ips"].value == pytest.approx(evaluation.result("online").estimates["ips"].value)
