@@ -37,6 +37,7 @@ from decide.serving.spec import ModelSpec
 
 EXIT_LOAD = 3
 EXIT_MEMORY = 4
+SWITCH_INTERVAL = 0.0005
 
 log = logging.getLogger("decide.serving.backend")
 
@@ -97,7 +98,7 @@ class Backend:
 
     def compute_forever(self) -> None:
         """Take batches until the queue is closed and drained."""
-        while batch := self.queue.take(self.aimd.size):
+        while batch := self.queue.take(self.aimd.size, self.aimd.expected):
             self.compute(batch)
 
     def compute(self, batch: list[Request]) -> None:
@@ -206,6 +207,9 @@ def main(argv: list[str] | None = None) -> None:
         log.error("%s", error)
         raise SystemExit(EXIT_LOAD) from error
     backend = Backend(args.name, args.version, spec, function)
+    # The compute thread gives up the interpreter lock inside numpy and must get it back quickly
+    # from the I/O thread, or every batch waits out the default 5 ms switch interval several times.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     computer = threading.Thread(target=backend.compute_forever, name="compute", daemon=True)
     computer.start()
     if spec.memoryLimitMb:

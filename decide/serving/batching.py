@@ -1,17 +1,18 @@
 """Dynamic batching inside a backend: a bounded, deadline-ordered queue and an AIMD batch size.
 
 The queue hands out the requests whose deadlines come first (earliest deadline
-first), skips those already past their deadline (they are counted, never
-computed: the caller has already fallen back), and refuses new requests when
-full so that an overloaded backend answers "rejected" at once instead of
-letting requests wait to time out.
+first) and skips, uncomputed, those that can no longer be answered in time:
+their deadline has passed, or comes before a typical batch would finish. Their
+caller has already fallen back, so computing them would only delay the others.
+It refuses new requests when full, so that an overloaded backend answers
+"rejected" at once instead of letting requests wait to time out.
 
 The batch size adapts as in Clipper: it grows by one after every full batch
-computed within the budget, and shrinks by 10% after a batch that took longer.
-The budget is half of what is left of the latency objective after the batching
-wait, because a request that arrives while a batch computes waits for that
-batch and then for its own: two batch times plus the wait stay within the
-objective.
+computed within the budget, and shrinks by 10% once three of the last five batches took longer than the
+budget (one slow batch, say the machine was busy, is not enough). The budget is
+half of what is left of the latency objective after the batching wait, because
+a request that arrives while a batch computes waits for that batch and then for
+its own: two batch times plus the wait stay within the objective.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,16 +66,18 @@ class BatchQueue:
                 self.ready.notify()
             return True
 
-    def take(self, size: int) -> list[Request]:
+    def take(self, size: int, horizon: float = 0.0) -> list[Request]:
         """The next batch of at most ``size`` live requests: once ``size`` are queued or the oldest waited ``max_wait``.
 
-        Blocks until there is one; returns [] only once the queue is closed and empty.
+        Requests that would not be answered within ``horizon`` seconds (the expected
+        compute time) of their deadline are dropped. Blocks until there is a batch;
+        returns [] only once the queue is closed and empty.
         """
         with self.ready:
             self.wanted = size
             while True:
                 now = self.clock()
-                self._drop_expired(now)
+                self._drop_expired(now + horizon)
                 if self.heap and (len(self.heap) >= size or now >= self.waiting_since + self.max_wait):
                     break
                 if self.closed and not self.heap:
@@ -84,8 +89,8 @@ class BatchQueue:
             self.waiting_since = -math.inf if self.heap else math.inf
             return batch
 
-    def _drop_expired(self, now: float) -> None:
-        while self.heap and self.heap[0].deadline <= now:
+    def _drop_expired(self, until: float) -> None:
+        while self.heap and self.heap[0].deadline <= until:
             heapq.heappop(self.heap)
             self.expired += 1
 
@@ -103,19 +108,32 @@ class BatchQueue:
 class Aimd:
     """Additive increase, multiplicative decrease of the batch size against a compute-time budget."""
 
+    WINDOW = 5
+    VIOLATIONS = 3
+
     def __init__(self, max_size: int, budget: float, increase: int = 1, decrease: float = 0.9) -> None:
         self.max_size = max_size
         self.budget = budget
         self.increase = increase
         self.decrease = decrease
         self.size = 1
+        self.over: deque[bool] = deque(maxlen=self.WINDOW)
+        self.computes: deque[float] = deque(maxlen=self.WINDOW)
 
     @classmethod
     def for_objective(cls, max_size: int, objective: float, max_wait: float) -> Aimd:
         return cls(max_size, max(objective - max_wait, objective / 10) / 2)
 
+    @property
+    def expected(self) -> float:
+        """A typical batch's compute time now (the median of the last few)."""
+        return statistics.median(self.computes) if self.computes else 0.0
+
     def observe(self, batch_size: int, compute: float) -> None:
-        if compute > self.budget:
+        self.computes.append(compute)
+        self.over.append(compute > self.budget)
+        if sum(self.over) >= self.VIOLATIONS:
             self.size = max(1, math.floor(min(self.size, batch_size) * self.decrease))
-        elif batch_size >= self.size:
+            self.over.clear()
+        elif batch_size >= self.size and compute <= self.budget:
             self.size = min(self.max_size, self.size + self.increase)

@@ -50,5 +50,5 @@ class BackendMetrics:
         self.batch_target = Gauge(
             "decide_model_batch_size_target", "The batch size AIMD currently aims for, per replica", ["model", "replica"], multiprocess_mode="livemax", registry=registry
         )
-        self.expired = Counter("decide_model_expired", "Requests dropped uncomputed because their deadline passed in the queue", ["model"], registry=registry)
+        self.expired = Counter("decide_model_expired", "Requests dropped uncomputed because they could no longer be answered by their deadline", ["model"], registry=registry)
         self.computed = Counter("decide_model_computed", "Inputs computed by the model", ["model"], registry=registry)

@@ -76,20 +76,24 @@ def test_aimd_settles_where_a_batch_fits_the_budget_and_follows_a_slowdown():
     aimd = Aimd.for_objective(max_size=512, objective=objective, max_wait=max_wait)
     assert aimd.budget == (objective - max_wait) / 2
 
-    def run(per_item: float, batches: int) -> list[int]:
+    def run(per_item: float, batches: int, spike_every: int = 0) -> list[int]:
         sizes = []
-        for _ in range(batches):
+        for number in range(batches):
             size = aimd.size
-            aimd.observe(size, 0.0025 + per_item * size)
+            slow = 3.0 if spike_every and number % spike_every == 0 else 1.0
+            aimd.observe(size, (0.0025 + per_item * size) * slow)
             sizes.append(size)
         return sizes
 
     fitting = int((aimd.budget - 0.0025) / 0.001)
     settled = run(0.001, 300)[-100:]
-    assert max(settled) <= fitting + 1 and min(settled) >= 0.85 * fitting
+    assert max(settled) <= fitting + 3 and min(settled) >= 0.85 * fitting
+    noisy = run(0.001, 300, spike_every=4)[-100:]
+    assert min(noisy) >= 0.85 * fitting, "one slow batch in four (a busy machine) does not shrink the batches"
     slower = run(0.002, 100)[-50:]
     fitting_slower = int((aimd.budget - 0.0025) / 0.002)
-    assert max(slower) <= fitting_slower + 1 and min(slower) >= 0.85 * fitting_slower
+    assert max(slower) <= fitting_slower + 3 and min(slower) >= 0.85 * fitting_slower
+    assert aimd.expected <= aimd.budget * 1.2
 
 
 def test_aimd_grows_only_on_full_batches():
@@ -97,3 +101,12 @@ def test_aimd_grows_only_on_full_batches():
     for _ in range(10):
         aimd.observe(1, 0.001)
     assert aimd.size == 2, "a batch smaller than the target says nothing about a larger one"
+
+
+def test_requests_that_cannot_finish_by_their_deadline_are_dropped():
+    clock = Clock()
+    queue = BatchQueue(limit=10, max_wait=0.0, clock=clock)
+    queue.put(1, None, 0.030, None)
+    queue.put(2, None, 0.100, None)
+    assert [request.id for request in queue.take(10, horizon=0.050)] == [2]
+    assert queue.expired == 1
