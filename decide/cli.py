@@ -57,6 +57,7 @@ def serve(host: str, port: int, database_url: str, workers: int, threads: int, l
     environment = os.environ | {
         "DECIDE_DATABASE_URL": database_url,
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="decide-metrics-"),
+        "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1"),
         "DECIDE_BACKEND_DIR": settings.backend_dir or tempfile.mkdtemp(prefix="decide-backends-"),
     }
     gunicorn = [

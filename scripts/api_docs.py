@@ -136,6 +136,11 @@ PARAMETER_NOTES: dict[str, str] = {
     "api-version": "The Personalizer API version, e.g. `2022-09-01-preview`; any value, or none, is accepted.",
     "eventId": "The eventId of the decision, at most 256 characters.",
     "name": "The loop's name.",
+    "since": "Evaluate decisions from this time on: ISO 8601 or epoch seconds.",
+    "until": "Evaluate decisions up to this time: ISO 8601 or epoch seconds.",
+    "limit": "At most this many logged events (default 20000).",
+    "confidence": "Confidence level of the intervals (default 0.95).",
+    "candidate": "A policy to evaluate besides the online one, e.g. `linucb:ridge=0.3`; repeatable (see docs/evaluation.md).",
 }
 
 BAD_BODY = ("400", "invalid body: malformed JSON, a missing, mistyped or unknown field (the problem names it)")
@@ -291,6 +296,17 @@ OPERATION_NOTES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/loops/{name}/reset"): {
         "text": "Forgets everything learned: a new version with the same configuration and empty statistics.",
         "errors": [AUTH, NO_SUCH_LOOP],
+    },
+    ("get", "/loops/{name}/evaluation"): {
+        "text": ("Off-policy estimates (IPS, SNIPS, DM, DR with intervals and diagnostics) of the online policy, the "
+                 "first-action baseline, uniform random and any candidates, from the loop's archived joined decisions."),
+        "errors": [AUTH, ("400", "a bad query parameter or candidate (the problem names it)"),
+                   ("404", "no such loop, or no joined decisions in the range yet")],
+    },
+    ("get", "/loops/{name}/report"): {
+        "text": "The same evaluation as a self-contained HTML report with embedded plots.",
+        "errors": [AUTH, ("400", "a bad query parameter or candidate (the problem names it)"),
+                   ("404", "no such loop, or no joined decisions in the range yet")],
     },
     ("get", "/models"): {
         "text": "Every registered model with its current version and settings.",

@@ -74,6 +74,13 @@ def document() -> dict[str, Any]:
     loop = [_path_parameter("name")]
     model = [_path_parameter("name") | {"description": "The model's name."}]
     versioned = [_path_parameter("apiVersion")]
+    evaluation_query = [
+        {"name": "since", "in": "query", "required": False, "schema": {"type": "string"}},
+        {"name": "until", "in": "query", "required": False, "schema": {"type": "string"}},
+        {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500000}},
+        {"name": "confidence", "in": "query", "required": False, "schema": {"type": "number", "minimum": 0.5, "maximum": 0.999}},
+        {"name": "candidate", "in": "query", "required": False, "schema": {"type": "array", "items": {"type": "string"}}},
+    ]
     api_version_query = [{"name": "api-version", "in": "query", "required": False, "schema": {"type": "string"}}]
     paths = {
         "/rank": {"post": _operation("Choose an action and log the decision", "RankRequest", {201: ("Decision", "RankResponse")})},
@@ -102,6 +109,13 @@ def document() -> dict[str, Any]:
         "/loops/{name}/versions": {"get": _operation("Policy version history", None, {200: ("Versions", None)}, parameters=loop)},
         "/loops/{name}/rollback": {"post": _operation("Serve an earlier version again", "RollbackRequest", {200: ("New version", "PolicyVersionInfo")}, parameters=loop)},
         "/loops/{name}/reset": {"post": _operation("Forget everything learned", None, {200: ("New version", "PolicyVersionInfo")}, parameters=loop)},
+        "/loops/{name}/evaluation": {"get": _operation("Off-policy evaluation of the loop's logged decisions", None, {200: ("Estimates", None)}, parameters=loop + evaluation_query)},
+        "/loops/{name}/report": {
+            "get": {
+                **_operation("The evaluation as a self-contained HTML report", None, {}, parameters=loop + evaluation_query),
+                "responses": {"200": {"description": "HTML report", "content": {"text/html": {}}}},
+            }
+        },
         "/models": {
             "get": _operation("List registered models", None, {200: ("Models", None)}),
             "post": _operation("Register a model", "RegisterModelRequest", {201: ("Registered", "ModelInfo")}),

@@ -93,7 +93,7 @@ class CreateLoopRequest(Body):
 
 
 class RollbackRequest(Body):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31 - 1)
 
 
 class Accepted(BaseModel):
