@@ -23,7 +23,7 @@ from sqlalchemy import delete, insert, inspect, select
 from sqlalchemy.orm import Session
 
 from decide.config import LoopConfig
-from decide.events.schemas import Activation, Decision, Event, JoinReason, Reward
+from decide.events.schemas import Activation, Decision, Event, JoinReason, Reward, decode
 from decide.store.models import Example, PendingJoin
 
 ConfigLookup = Callable[[str | None], LoopConfig]
@@ -62,18 +62,18 @@ class Joiner:
         self._opened: list[PendingJoin] = []
         """Joins this joiner opened: those already due when it closes joins never reach the database."""
 
-    def apply(self, session: Session, events: Iterable[Event]) -> JoinCounts:
-        """Fold events into the pending joins."""
-        events = list(events)
+    def apply(self, session: Session, records: Iterable[str]) -> JoinCounts:
+        """Fold logged records (events as JSON) into the pending joins; a decision is kept as it was logged."""
+        logged = [(decode(text), text) for text in records]
         counts = JoinCounts()
-        ids = {event.event_id for event in events}
+        ids = {event.event_id for event, _ in logged}
         # Lock first, then look for closed joins: a join another member closes meanwhile is then seen closed.
         pending = {
             row.event_id: row
             for row in session.scalars(select(PendingJoin).where(PendingJoin.event_id.in_(ids)).with_for_update())
         }
         closed = _closed_ids(session, ids)
-        for event in events:
+        for event, text in logged:
             if event.event_id in closed:
                 counts.duplicates += isinstance(event, Decision)
                 counts.late_rewards += isinstance(event, Reward)
@@ -82,7 +82,7 @@ class Joiner:
             if row is None:
                 row = pending[event.event_id] = self._open(session, event)
             if isinstance(event, Decision):
-                counts.duplicates += not self._decide(row, event)
+                counts.duplicates += not self._decide(row, event, text)
             elif isinstance(event, Reward):
                 counts.duplicates += not _add_reward(row, event)
             else:
@@ -104,12 +104,12 @@ class Joiner:
         self._opened.append(row)
         return row
 
-    def _decide(self, row: PendingJoin, decision: Decision) -> bool:
+    def _decide(self, row: PendingJoin, decision: Decision, text: str) -> bool:
         if row.decision is not None:
             return False
         config = self.config_of(decision.loop)
         row.loop = decision.loop
-        row.decision = json.dumps(vars(decision), separators=(",", ":"))
+        row.decision = text
         self._decided[decision.event_id] = decision
         if not decision.deferred:
             row.activated_at = decision.timestamp

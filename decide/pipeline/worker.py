@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from decide.config import LoopConfig, Settings
 from decide.events.log import EventLog, Position, Record
-from decide.events.schemas import STREAMS, decode
+from decide.events.schemas import STREAMS
 from decide.pipeline.joiner import JoinCounts, Joiner
 from decide.pipeline.learner import Learner, LearnedVersion
 from decide.pipeline.metrics import PipelineMetrics
@@ -86,7 +86,7 @@ class Worker:
                     return CycleResult(conflict=True)
                 configs = _ConfigCache(session, self.settings.default_loop)
                 joiner = Joiner(configs.get)
-                counts = joiner.apply(session, (decode(record.value) for record in records))
+                counts = joiner.apply(session, (record.value for record in records))
                 closed = joiner.close_due(session, self.clock() - self.settings.join_grace)
                 versions = self.learner.learn(session, closed, self.clock())
                 _store_offsets(session, positions, records)
