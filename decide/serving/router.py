@@ -128,9 +128,13 @@ class ModelRouter:
     def _ask(self, model: Registered, context: list[Any], deadline: float) -> tuple[dict[str, Any] | None, str]:
         """The backend's reply and ``answered``, or None and why not."""
         sent = time.monotonic()
-        call = self.backends.call(model.name, model.spec.replicas, {"x": self._input(model, context), "b": deadline - sent})
-        reply = call.wait(deadline - sent) if call is not None else None
-        if call is None or (reply is not None and reply.get("e") == LOST):
+        message = {"x": self._input(model, context)}
+        reply = self._send(model, message, deadline)
+        if reply is not None and reply.get("e") == LOST:
+            # The replica went away with the request (a crash, or a replica replaced by a new version):
+            # once more, on another replica or on whatever now listens at its path.
+            reply = self._send(model, message, deadline)
+        if reply is not None and reply.get("e") in (LOST, UNAVAILABLE):
             outcome = UNAVAILABLE
         elif reply is None:
             outcome = DEADLINE
@@ -147,6 +151,12 @@ class ModelRouter:
             self.metrics.batch_size.labels(model.name).observe(reply["n"])
         self.metrics.requests.labels(model.name, outcome).inc()
         return (reply if outcome == ANSWERED else None), outcome
+
+    def _send(self, model: Registered, message: dict[str, Any], deadline: float) -> dict[str, Any] | None:
+        """The reply, ``{"e": "unavailable"}`` when no replica is reachable, or None at the deadline."""
+        budget = deadline - time.monotonic()
+        call = self.backends.call(model.name, model.spec.replicas, message | {"b": budget})
+        return call.wait(budget) if call is not None else {"e": UNAVAILABLE}
 
     def _input(self, model: Registered, context: list[Any]) -> Any:
         """The context as the model takes it: a numeric row in the order of ``inputs``, or the JSON itself."""

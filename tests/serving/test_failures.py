@@ -108,3 +108,29 @@ def test_a_model_over_its_memory_allowance_fails_fast_and_its_replica_restarts(m
     assert answer["prediction"] == "backup" and answer["fallback"] == {"reason": "error", "answeredBy": "steady"}
     wait_for_new_pid(models_service, "hog", old)
     assert models_service.rank("greedy", ["hog"], [{"do": "nothing"}])["prediction"] == "fine"
+
+
+def test_an_update_replaces_the_replicas_while_rank_keeps_getting_the_models_answers(models_service):
+    models_service.register("steady", target="tests.serving.models:misbehave", replicas=2, deadlineMs=2000)
+    first = {backend["pid"] for backend in models_service.wait_up("steady")}
+    models_service.service.create_loop("rolling", models=["steady"])
+    client = models_service.service.app.test_client()
+    answers: list[dict] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            answers.append(client.post("/rank", json={"loop": "rolling", "actions": [{"id": "steady"}]}).json)
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    time.sleep(0.3)
+    assert models_service.service.client.patch("/models/steady", json={"maxBatchSize": 8}).json["version"] == 2
+    second = {backend["pid"] for backend in models_service.wait_up("steady", version=2)}
+    time.sleep(1.0)
+    stop.set()
+    loader.join()
+    assert first.isdisjoint(second), "every replica was replaced"
+    assert len(answers) > 20 and all(answer["prediction"] == "fine" and "fallback" not in answer for answer in answers)
+    logged = decisions(models_service.service)
+    assert {logged[answer["eventId"]].model_version for answer in answers} == {1, 2}
