@@ -19,13 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from decide.events.schemas import DECISIONS, Decision, decode
 from decide.serving.backend import spawn
 from decide.serving.client import Backends
 from decide.serving.protocol import socket_path
 from decide.serving.spec import ModelSpec
 from decide.serving.supervisor import Supervisor
 from decide.store.db import sessions
+from decide.store.models import LogRecord
 from tests.conftest import Service, make_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +36,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def model_environment() -> dict[str, str]:
     return os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+def decisions(service: Service) -> dict[str, Decision]:
+    """The decision log of ``service``, by event id."""
+    with service.app.extensions["decide"].sessions() as session:
+        rows = session.scalars(select(LogRecord.value).where(LogRecord.stream == DECISIONS))
+        return {event.event_id: event for event in map(decode, rows)}
 
 
 @pytest.fixture

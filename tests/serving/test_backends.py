@@ -70,5 +70,5 @@ def test_the_batch_size_adapts_to_the_latency_objective(start_backend):
     loader.join()
     recent = status["recentBatchSizes"][-60:]
     assert 0.7 * fitting <= statistics.median(recent) <= fitting + 1, recent
-    assert max(recent) <= fitting + 2, recent
+    assert max(recent) <= fitting + 3, recent
     assert 0.7 * fitting <= status["batchSize"] <= fitting + 1

@@ -7,10 +7,7 @@ import signal
 import threading
 import time
 
-from sqlalchemy import select
-
-from decide.events.schemas import DECISIONS, decode
-from decide.store.models import LogRecord
+from tests.serving.conftest import decisions
 
 
 def pid_of(models_service, name: str) -> int | None:
@@ -26,12 +23,6 @@ def wait_for_new_pid(models_service, name: str, old: int, timeout: float = 20.0)
             return pid
         time.sleep(0.05)
     raise TimeoutError(f"{name} was not restarted")
-
-
-def decisions(service) -> dict[str, object]:
-    with service.app.extensions["decide"].sessions() as session:
-        rows = session.scalars(select(LogRecord.value).where(LogRecord.stream == DECISIONS))
-        return {event.event_id: event for event in map(decode, rows)}
 
 
 def test_a_backend_killed_under_load_is_restarted_while_rank_answers_with_labelled_fallbacks(models_service):

@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 from decide.cli import main
-from tests.serving.test_failures import decisions
+from tests.serving.conftest import decisions
 
 SPEC = {"target": "simulations.model_routing:small", "inputs": ["task^x0"]}
 
