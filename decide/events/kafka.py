@@ -22,6 +22,7 @@ mistaken for the embedded log's or another prefix's.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -115,7 +116,7 @@ class KafkaLog(EventLog):
         with self._lock:
             try:
                 self._spool.append(stream, key, value)
-            except Exception as error:
+            except (sqlite3.Error, OSError) as error:
                 raise LogUnavailable(f"Kafka is unreachable and the local spool {self._spool.path} failed: {error}") from error
             self._spooling = True
         self._drainer.wake()
@@ -139,11 +140,6 @@ class KafkaLog(EventLog):
             if self._spooling and len(self._spool) == 0:
                 self._spooling = False
                 log.info("the local spool is empty; events go straight to Kafka again")
-
-    @property
-    def spooled(self) -> int:
-        """Records accepted but not yet in Kafka (this host's spool)."""
-        return len(self._spool)
 
     def subscribe(self, group: str, streams: tuple[str, ...]) -> Subscription:
         return KafkaSubscription(self, group, streams)
