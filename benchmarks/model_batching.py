@@ -136,7 +136,7 @@ def offer(backends: Backends, model: str, pid: int, rate: float, seconds: float,
         if scheduled >= measured_from:
             sent_measured += 1
             lags.append(sent - scheduled)
-        backends.call(model, 1, message, callback=lambda call, scheduled=scheduled, sent=sent: answered(call, scheduled, sent))
+        backends.call(model, 1, message, objective, callback=lambda call, scheduled=scheduled, sent=sent: answered(call, scheduled, sent))
     finished = time.perf_counter()
     cpu = cpu_seconds(pid) - (cpu_at_start or 0.0)
     time.sleep(objective * 3)
@@ -174,7 +174,7 @@ def capacity(backends: Backends, model: str, pid: int, seconds: float, window: i
         if call is not None and call.reply and "y" in call.reply:
             completed.append((time.perf_counter(), call.reply["n"], call.reply["c"] / call.reply["n"]))
         if not stop.is_set():
-            backends.call(model, 1, message, callback=again)
+            backends.call(model, 1, message, message["b"], callback=again)
 
     for _ in range(window):
         again(None)

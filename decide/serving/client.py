@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import select
 import socket
 import threading
 import time
@@ -67,15 +68,30 @@ class Connection:
         self.alive = True
         threading.Thread(target=self._read, name=f"backend-reader {os.path.basename(path)}", daemon=True).start()
 
-    def send(self, message: dict[str, Any], call: Call) -> bool:
-        self.pending[call.id] = call
+    def send(self, message: dict[str, Any], call: Call, timeout: float) -> bool:
+        """Send within ``timeout``: a replica that stops reading must not hold its callers past their deadlines.
+
+        A frame left half-sent at the timeout ends the connection (the stream is
+        no longer in step), which fails the other calls on it at once.
+        """
+        data = memoryview(frame(message))
+        deadline = time.monotonic() + timeout
+        if not self.lock.acquire(timeout=max(timeout, 0.0)):
+            return False
         try:
-            data = frame(message)
-            with self.lock:
-                self.socket.sendall(data)
+            self.pending[call.id] = call
+            while data:
+                try:
+                    data = data[self.socket.send(data, socket.MSG_DONTWAIT):]
+                except BlockingIOError:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not select.select([], [self.socket], [], remaining)[1]:
+                        raise TimeoutError("the backend replica is not reading") from None
         except OSError:
             self._lost()
             return False
+        finally:
+            self.lock.release()
         return True
 
     def _read(self) -> None:
@@ -125,15 +141,16 @@ class Backends:
         self.failed_at: dict[str, float] = {}
 
     def call(
-        self, model: str, replicas: int, message: dict[str, Any], callback: Callable[[Call], None] | None = None
+        self, model: str, replicas: int, message: dict[str, Any], timeout: float, callback: Callable[[Call], None] | None = None
     ) -> Call | None:
-        """Send ``message`` (its id is filled in) to the least busy reachable replica; None when none is."""
+        """Send ``message`` (its id is filled in) to the least busy reachable replica within ``timeout``; None when none takes it."""
+        deadline = time.monotonic() + timeout
         for _ in range(2):
             connection = self._least_busy(model, replicas)
             if connection is None:
                 return None
             call = Call(connection, next(self.ids), callback)
-            if connection.send(message | {"id": call.id}, call):
+            if connection.send(message | {"id": call.id}, call, deadline - time.monotonic()):
                 return call
         return None
 
@@ -143,7 +160,7 @@ class Backends:
         for replica in range(replicas):
             connection = self._connection(socket_path(self.directory, model, replica))
             call = Call(connection, next(self.ids), None) if connection else None
-            calls.append(call if call and connection.send({"op": "status", "id": call.id}, call) else None)
+            calls.append(call if call and connection.send({"op": "status", "id": call.id}, call, timeout) else None)
         deadline = time.monotonic() + timeout
         replies = [call.wait(deadline - time.monotonic()) if call else None for call in calls]
         return [reply if reply and "e" not in reply else None for reply in replies]

@@ -155,7 +155,7 @@ class ModelRouter:
     def _send(self, model: Registered, message: dict[str, Any], deadline: float) -> dict[str, Any] | None:
         """The reply, ``{"e": "unavailable"}`` when no replica is reachable, or None at the deadline."""
         budget = deadline - time.monotonic()
-        call = self.backends.call(model.name, model.spec.replicas, message | {"b": budget})
+        call = self.backends.call(model.name, model.spec.replicas, message | {"b": budget}, budget)
         return call.wait(budget) if call is not None else {"e": UNAVAILABLE}
 
     def _input(self, model: Registered, context: list[Any]) -> Any:

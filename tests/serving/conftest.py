@@ -108,7 +108,7 @@ class Backend:
     client: Backends
 
     def call(self, input: Any, budget: float, **options: Any):
-        return self.client.call(self.name, 1, {"x": input, "b": budget}, **options)
+        return self.client.call(self.name, 1, {"x": input, "b": budget}, budget, **options)
 
     def status(self) -> dict[str, Any]:
         (report,) = self.client.status(self.name, 1, timeout=2.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import statistics
 import threading
 import time
@@ -72,3 +73,17 @@ def test_the_batch_size_adapts_to_the_latency_objective(start_backend):
     assert 0.7 * fitting <= statistics.median(recent) <= fitting + 1, recent
     assert max(recent) <= fitting + 3, recent
     assert 0.7 * fitting <= status["batchSize"] <= fitting + 1
+
+
+def test_a_replica_that_stops_reading_cannot_hold_a_caller_past_its_deadline(start_backend):
+    backend = start_backend("frozen", target="tests.serving.models:echo")
+    backend.process.send_signal(signal.SIGSTOP)
+    try:
+        big = {"tag": "x" * 100_000}
+        for _ in range(10):
+            started = time.monotonic()
+            call = backend.call(big, budget=0.2)
+            assert time.monotonic() - started < 0.5, "sending gives up at the deadline once the socket is full"
+            assert call is None or call.wait(0.0) is None or "e" in call.reply
+    finally:
+        backend.process.send_signal(signal.SIGCONT)
