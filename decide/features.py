@@ -44,7 +44,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -288,7 +288,12 @@ def _action_id(action: Any, row: int, seen: set[str], path: str) -> str:
 
 
 def _cross_index(left: np.ndarray, right: np.ndarray, dimension: int) -> np.ndarray:
-    """Index of every (left, right) hash pair, shape (len(left), len(right)).
+    """Index of every (left, right) hash pair, shape (len(left), len(right))."""
+    return _pair_index(left[:, None], right[None, :], dimension)
+
+
+def _pair_index(left: np.ndarray, right: np.ndarray, dimension: int) -> np.ndarray:
+    """Index of each (left, right) hash pair, element by element (with broadcasting).
 
     Each side is spread by its own odd multiplier so that the pair is ordered,
     then the xor is multiplied again: the last multiply breaks the xor's
@@ -297,7 +302,7 @@ def _cross_index(left: np.ndarray, right: np.ndarray, dimension: int) -> np.ndar
     by ``dimension`` and keeping the high half maps them onto ``[0, dimension)``
     without a division.
     """
-    mixed = ((left * _LEFT)[:, None] ^ (right * _RIGHT)[None, :]) * _FINAL
+    mixed = ((left * _LEFT) ^ (right * _RIGHT)) * _FINAL
     return ((mixed >> _HIGH) * np.uint64(dimension)) >> _HIGH
 
 
@@ -347,6 +352,48 @@ class FeatureSpace:
             features=self._action_matrix(candidates, context_hashes, context_signed),
             eligible=np.array([i not in excluded for i in candidates.ids], dtype=bool),
         )
+
+    def chosen_vectors(self, decisions: Sequence[tuple[Any, dict[str, Any]]]) -> tuple[np.ndarray, np.ndarray]:
+        """Context vectors and chosen-action vectors of many logged decisions, rows (n, dimension) each.
+
+        Row i equals ``action_set(context_i, [action_i])``'s context and
+        features[0], bit for bit, but the arrays are built in one vectorized pass
+        rather than a dozen small ones per decision: this is what learning from a
+        batch of joined examples spends its featurizing time on. The decisions
+        were validated when they were made, so nothing is validated again.
+        """
+        d = self.dimension
+        context_keys, context_values, context_counts = [], [], []
+        action_keys, action_values, action_counts = [], [], []
+        for context, action in decisions:
+            start = len(context_keys)
+            context_keys.append(BIAS_KEY)
+            context_values.append(1.0)
+            _flatten_into(context, context_keys, context_values)
+            context_counts.append(len(context_keys) - start)
+            start = len(action_keys)
+            action_keys.append(ID_PREFIX + action["id"])
+            action_values.append(1.0)
+            _flatten_into(action.get("features"), action_keys, action_values)
+            action_counts.append(len(action_keys) - start)
+        context_hashes, context_signed = _hashed(context_keys, context_values)
+        action_hashes, action_signed = _hashed(action_keys, action_values)
+        n, rows = len(decisions), np.arange(len(decisions))
+        contexts_per, actions_per = np.array(context_counts, dtype=np.intp), np.array(action_counts, dtype=np.intp)
+        context_start, action_start = np.cumsum(contexts_per) - contexts_per, np.cumsum(actions_per) - actions_per
+        context_index = np.repeat(rows, contexts_per) * d + (context_hashes % np.uint64(d)).astype(np.intp)
+        contexts = np.bincount(context_index, weights=context_signed, minlength=n * d).astype(np.float64, copy=False).reshape(n, d)
+        # Every (context term, action term) pair of each decision, context-major as in _action_matrix.
+        pairs_per = (contexts_per if self.interactions else np.ones(n, dtype=np.intp)) * actions_per
+        pair_row = np.repeat(rows, pairs_per)
+        within = np.arange(pairs_per.sum()) - np.repeat(np.cumsum(pairs_per) - pairs_per, pairs_per)
+        left = context_start[pair_row] + within // actions_per[pair_row]
+        right = action_start[pair_row] + within % actions_per[pair_row]
+        index = _pair_index(context_hashes[left], action_hashes[right], d).astype(np.intp) + pair_row * d
+        weights = context_signed[left] * action_signed[right]
+        features = np.bincount(index, weights=weights, minlength=n * d).astype(np.float64, copy=False).reshape(n, d)
+        features[rows, (context_hashes[context_start] % np.uint64(d)).astype(np.intp)] += context_signed[context_start]
+        return contexts, features
 
     def _context_vector(self, hashes: np.ndarray, signed: np.ndarray) -> np.ndarray:
         """Bias and context features at ``crc % dimension``."""

@@ -43,20 +43,14 @@ def batch_of(config: LoopConfig, decisions: list[Decision], rewards: list[float]
     learning them in one batch or in several gives the same state.
     """
     space = FeatureSpace(dimension=config.featureDimension, interactions=config.interactions)
-    contexts, features, propensities = [], [], []
-    for decision in decisions:
-        chosen = next(action for action in decision.actions if action["id"] == decision.chosen)
-        actions = space.action_set(decision.context, [chosen])
-        contexts.append(actions.context)
-        features.append(actions.features[0])
-        propensities.append(decision.propensity)
-    dimension = config.featureDimension
+    chosen = [next(action for action in decision.actions if action["id"] == decision.chosen) for decision in decisions]
+    contexts, features = space.chosen_vectors([(decision.context, action) for decision, action in zip(decisions, chosen)])
     return Batch(
         action_ids=tuple(decision.chosen for decision in decisions),
-        contexts=np.array(contexts).reshape(-1, dimension),
-        features=np.array(features).reshape(-1, dimension),
+        contexts=contexts,
+        features=features,
         rewards=np.asarray(rewards, dtype=float),
-        propensities=np.asarray(propensities, dtype=float),
+        propensities=np.asarray([decision.propensity for decision in decisions], dtype=float),
         weights=config.discount ** np.arange(len(decisions) - 1, -1, -1, dtype=float),
     )
 
