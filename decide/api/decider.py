@@ -62,7 +62,7 @@ class Decider:
         try:
             actions = served.space.action_set(
                 request.contextFeatures or [],
-                [action.model_dump() for action in request.actions],
+                [{"id": action.id, "features": action.features} for action in request.actions],
                 tuple(request.excludedActions or ()),
             )
         except FeatureError as error:

@@ -4,12 +4,27 @@ Appends take the partition's counter row lock for the length of a short
 transaction, so offsets are assigned and become visible in the same order on
 SQLite and PostgreSQL alike: a consumer reading past offset n never later finds
 a record it skipped.
+
+Appends from the threads of one process are group-committed: while one thread
+writes, the others queue their records, and the next writer takes every queued
+record in one transaction. Each caller still returns only after its own record
+has committed.
+
+On a SQLite file, the writer uses its own connection with plain SQL, and waits
+for the database's single write lock by polling it every fraction of a
+millisecond: SQLite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between
+attempts, so behind the learner's longer transactions an API thread would sleep
+well past the moment the lock came free.
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import threading
 import time
 import zlib
+from collections import Counter
 
 from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.exc import OperationalError
@@ -18,10 +33,10 @@ from decide.events.log import EventLog, LogUnavailable, Position, Record, Subscr
 from decide.store.models import LogPartition, LogRecord
 
 
-_NEXT_OFFSET = (
+_ADVANCE = (
     update(LogPartition)
     .where(LogPartition.stream == bindparam("of_stream"), LogPartition.partition == bindparam("of_partition"))
-    .values(next_offset=LogPartition.next_offset + 1)
+    .values(next_offset=LogPartition.next_offset + bindparam("count"))
     .returning(LogPartition.next_offset)
 )
 _APPEND = insert(LogRecord)
@@ -42,10 +57,47 @@ def partition_of(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
+class _Pending:
+    """One caller's record, queued for the next group commit."""
+
+    __slots__ = ("error", "finished", "key", "partition", "stream", "value")
+
+    def __init__(self, stream: str, partition: int, key: str, value: str) -> None:
+        self.stream, self.partition, self.key, self.value = stream, partition, key, value
+        self.finished = False
+        self.error: BaseException | None = None
+
+
+_SQLITE_ADVANCE = (
+    f'UPDATE {LogPartition.__tablename__} SET next_offset = next_offset + ? WHERE stream = ? AND "partition" = ? RETURNING next_offset'
+)
+_SQLITE_APPEND = (
+    f'INSERT INTO {LogRecord.__tablename__} (stream, "partition", "offset", key, value, appended_at) VALUES (?, ?, ?, ?, ?, ?)'
+)
+SQLITE_LOCK_TIMEOUT = 30.0
+"""Seconds an append waits for SQLite's write lock before the caller gets 503 (the engine's busy timeout)."""
+_INHERITED: list[sqlite3.Connection] = []
+"""Writer connections a forked child inherited: kept referenced, so that the child never closes them."""
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    """The database file of a SQLite engine (None for other databases and in-memory SQLite)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" or url.query:
+        return None
+    return url.database
+
+
 class EmbeddedLog(EventLog):
     def __init__(self, engine: Engine, partitions: int, streams: tuple[str, ...]) -> None:
         self.engine = engine
         self.partitions = partitions
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
+        self._writer = threading.Lock()
+        self._sqlite_file = _sqlite_file(engine)
+        self._sqlite: sqlite3.Connection | None = None
+        self._sqlite_pid = 0
         self._create_partitions(streams)
 
     def _create_partitions(self, streams: tuple[str, ...]) -> None:
@@ -61,17 +113,139 @@ class EmbeddedLog(EventLog):
                 connection.execute(insert(LogPartition), missing)
 
     def append(self, stream: str, key: str, value: str) -> None:
-        """Core statements on a pooled connection: the ORM session would triple the cost of a rank."""
-        partition = partition_of(key, self.partitions)
+        """Queue the record, then either find it committed by another thread's batch or commit the queue."""
+        pending = _Pending(stream, partition_of(key, self.partitions), key, value)
+        with self._queue_lock:
+            self._queue.append(pending)
+        with self._writer:
+            if not pending.finished:  # still queued: this thread writes everything queued so far
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit(batch)
+        if pending.error is not None:
+            raise pending.error
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        """Write ``batch`` in one transaction and mark every record finished, with its error if any."""
+        written = False
         try:
-            with self.engine.begin() as connection:
-                offset = connection.execute(_NEXT_OFFSET, {"of_stream": stream, "of_partition": partition}).scalar_one() - 1
-                connection.execute(
-                    _APPEND,
-                    {"stream": stream, "partition": partition, "offset": offset, "key": key, "value": value, "appended_at": time.time()},
+            self._write(batch)
+            written = True
+        except (OperationalError, sqlite3.OperationalError) as error:
+            for pending in batch:
+                reason = getattr(error, "orig", error)
+                pending.error = LogUnavailable(f"the event log database did not accept the record: {reason}")
+                pending.error.__cause__ = error
+        except Exception as error:  # noqa: BLE001 - handed to the caller whose record it is
+            if len(batch) == 1:
+                batch[0].error = error
+            else:  # not the database being unavailable: give each record its own outcome
+                for pending in batch:
+                    self._commit([pending])
+        finally:
+            for pending in batch:
+                if not pending.finished:
+                    if not written and pending.error is None:  # interrupted: never report success
+                        pending.error = LogUnavailable("the append was interrupted; nothing was recorded, retry the request")
+                    pending.finished = True
+
+    def _write(self, batch: list[_Pending]) -> None:
+        """Core statements on a pooled connection (plain SQL on a SQLite file): the ORM would triple the cost of a rank.
+
+        Counter rows are advanced in sorted order, so two processes' batches never
+        wait for each other's rows in opposite orders (PostgreSQL would abort one).
+        """
+        if self._sqlite_file is not None:
+            self._write_sqlite(batch)
+            return
+        counts = Counter((pending.stream, pending.partition) for pending in batch)
+        appended_at = time.time()
+        with self.engine.begin() as connection:
+            next_offset = {}
+            for (stream, partition), count in sorted(counts.items()):
+                end = connection.execute(_ADVANCE, {"of_stream": stream, "of_partition": partition, "count": count}).scalar_one()
+                next_offset[(stream, partition)] = end - count
+            rows = []
+            for pending in batch:
+                position = (pending.stream, pending.partition)
+                offset = next_offset[position]
+                next_offset[position] = offset + 1
+                rows.append(
+                    {"stream": pending.stream, "partition": pending.partition, "offset": offset,
+                     "key": pending.key, "value": pending.value, "appended_at": appended_at}
                 )
-        except OperationalError as error:
-            raise LogUnavailable(f"the event log database did not accept the record: {error.orig}") from error
+            connection.execute(_APPEND, rows)
+
+    def _write_sqlite(self, batch: list[_Pending]) -> None:
+        """The same transaction on this process's own SQLite connection (used by one writer at a time)."""
+        connection = self._sqlite_connection()
+        self._begin_immediate(connection)
+        try:
+            next_offset = {}
+            counts = Counter((pending.stream, pending.partition) for pending in batch)
+            for (stream, partition), count in sorted(counts.items()):
+                (end,) = connection.execute(_SQLITE_ADVANCE, (count, stream, partition)).fetchone()
+                next_offset[(stream, partition)] = end - count
+            appended_at = time.time()
+            rows = []
+            for pending in batch:
+                position = (pending.stream, pending.partition)
+                offset = next_offset[position]
+                next_offset[position] = offset + 1
+                rows.append((pending.stream, pending.partition, offset, pending.key, pending.value, appended_at))
+            connection.executemany(_SQLITE_APPEND, rows)
+            connection.execute("COMMIT")
+        except BaseException:
+            try:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+            except sqlite3.Error:
+                self._close_sqlite()  # a connection that cannot roll back is not used again
+            raise
+
+    def _sqlite_connection(self) -> sqlite3.Connection:
+        if self._sqlite is None or self._sqlite_pid != os.getpid():
+            if self._sqlite is not None:  # inherited across fork: never use it, and never close it here
+                _INHERITED.append(self._sqlite)
+            self._sqlite = sqlite3.connect(
+                self._sqlite_file, timeout=SQLITE_LOCK_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+            self._sqlite.execute("PRAGMA journal_mode=WAL")
+            self._sqlite.execute("PRAGMA synchronous=NORMAL")
+            self._sqlite.execute("PRAGMA busy_timeout=0")  # _begin_immediate waits instead
+            self._sqlite_pid = os.getpid()
+        return self._sqlite
+
+    @staticmethod
+    def _begin_immediate(connection: sqlite3.Connection) -> None:
+        """Take the write lock, polling every 0.1–1 ms while another connection holds it."""
+        deadline = time.monotonic() + SQLITE_LOCK_TIMEOUT
+        pause = 0.0001
+        while True:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                code = getattr(error, "sqlite_errorcode", sqlite3.SQLITE_BUSY) & 0xFF  # primary result code
+                busy = code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not busy or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.001)
+
+    def _close_sqlite(self) -> None:
+        if self._sqlite is not None and self._sqlite_pid != os.getpid():
+            _INHERITED.append(self._sqlite)
+        elif self._sqlite is not None:
+            try:
+                self._sqlite.close()
+            except sqlite3.Error:
+                pass
+        self._sqlite = None
+
+    def close(self) -> None:
+        with self._writer:
+            self._close_sqlite()
 
     def subscribe(self, group: str, streams: tuple[str, ...]) -> Subscription:
         return EmbeddedSubscription(self, streams)
