@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -243,6 +244,7 @@ def main() -> None:
         for process in processes:
             process.terminate()
             process.wait()
+        shutil.rmtree(directory, ignore_errors=True)
     print(
         f"MLP {INPUTS} → {args.hidden} → {args.hidden} → 1; objective {args.objective_ms:g} ms; {args.seconds:g} s measured per run; "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end"
