@@ -67,6 +67,11 @@ class Decider:
             )
         except FeatureError as error:
             raise invalid(error.path, str(error)) from error
+        if not (np.isfinite(actions.features).all() and np.isfinite(actions.context).all()):
+            raise invalid(
+                "contextFeatures",
+                "feature values are so large that they overflow when combined with each other; scale them down",
+            )
         if served.config.models and (misfit := self.models.misfit(served.config.models, actions.ids)):
             raise invalid(*misfit)
         rng = decision_rng(event_id, served.version)

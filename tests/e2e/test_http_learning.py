@@ -6,8 +6,8 @@ import pytest
 
 from simulations.environments import LinearPayoff
 
-ROUNDS = 2500
-EVALUATED = 1000
+ROUNDS = 2000
+EVALUATED = 800
 
 
 def reward_rate(client, loop: str, policy: str, seed: int) -> float:
@@ -15,7 +15,7 @@ def reward_rate(client, loop: str, policy: str, seed: int) -> float:
     client.request(
         "POST",
         "/loops",
-        {"name": loop, "config": {"policy": policy, "rewardWaitTime": 0.3, "updateInterval": 0.3}},
+        {"name": loop, "config": {"policy": policy, "rewardWaitTime": 2.0, "updateInterval": 0.3}},
     )
     environment = LinearPayoff(seed=seed)
     rewards = []
