@@ -76,8 +76,6 @@ _SQLITE_APPEND = (
 )
 SQLITE_LOCK_TIMEOUT = 30.0
 """Seconds an append waits for SQLite's write lock before the caller gets 503 (the engine's busy timeout)."""
-_INHERITED: list[sqlite3.Connection] = []
-"""Writer connections a forked child inherited: kept referenced, so that the child never closes them."""
 
 
 def _sqlite_file(engine: Engine) -> str | None:
@@ -98,6 +96,8 @@ class EmbeddedLog(EventLog):
         self._sqlite_file = _sqlite_file(engine)
         self._sqlite: sqlite3.Connection | None = None
         self._sqlite_pid = 0
+        self._inherited: list[sqlite3.Connection] = []
+        """Writer connections inherited across a fork: kept referenced, so the child never closes the parent's."""
         self._create_partitions(streams)
 
     def _create_partitions(self, streams: tuple[str, ...]) -> None:
@@ -206,7 +206,7 @@ class EmbeddedLog(EventLog):
     def _sqlite_connection(self) -> sqlite3.Connection:
         if self._sqlite is None or self._sqlite_pid != os.getpid():
             if self._sqlite is not None:  # inherited across fork: never use it, and never close it here
-                _INHERITED.append(self._sqlite)
+                self._inherited.append(self._sqlite)
             self._sqlite = sqlite3.connect(
                 self._sqlite_file, timeout=SQLITE_LOCK_TIMEOUT, isolation_level=None, check_same_thread=False
             )
@@ -235,7 +235,7 @@ class EmbeddedLog(EventLog):
 
     def _close_sqlite(self) -> None:
         if self._sqlite is not None and self._sqlite_pid != os.getpid():
-            _INHERITED.append(self._sqlite)
+            self._inherited.append(self._sqlite)
         elif self._sqlite is not None:
             try:
                 self._sqlite.close()
