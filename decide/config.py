@@ -150,6 +150,8 @@ class Settings:
     """Where model backends listen (Unix sockets); empty: a private directory under the system's temp dir."""
     join_grace: float = 0.5
     worker_batch: int = 5000
+    worker_interval: float = 0.25
+    """Shortest time between a worker's cycles while it is caught up: fewer, larger transactions."""
     api_keys: tuple[str, ...] = ()
     spool_path: str = "decide-spool.db"
     """Where API processes keep events, durably, while Kafka is unreachable (shared by the processes of a host)."""
@@ -185,7 +187,7 @@ class Settings:
         for name, low in limits.items():
             if getattr(self, name) < low:
                 raise ConfigError(f"DECIDE_{name.upper()}", f"DECIDE_{name.upper()} must be at least {low}; got {getattr(self, name)}")
-        for name in ("poll_interval", "join_grace"):
+        for name in ("poll_interval", "join_grace", "worker_interval"):
             if not 0 <= getattr(self, name) <= 60:
                 raise ConfigError(f"DECIDE_{name.upper()}", f"DECIDE_{name.upper()} must be from 0 to 60 seconds")
         if self.event_log not in get_args(EventLogKind):

@@ -97,7 +97,10 @@ class Worker:
 
     def run(self, should_stop: Callable[[], bool], on_cycle: Callable[[CycleResult], None] = lambda result: None) -> None:
         while not should_stop():
+            started = time.monotonic()
             result = self.cycle()
+            if result.records < self.settings.worker_batch:
+                time.sleep(max(0.0, self.settings.worker_interval - (time.monotonic() - started)))
             on_cycle(result)
             for learned in result.versions:
                 log.info("loop %s: version %d learned %d examples", learned.loop, learned.version, learned.examples)
