@@ -46,9 +46,14 @@ def served(database_url: str) -> Iterator[Client]:
         yield client
     finally:
         client.close()
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise
+        stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM ``decide serve`` and wait; a server that does not stop is killed and fails the test."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise

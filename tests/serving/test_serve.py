@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import numpy as np
 from decide.client import Client
 from decide.features import flatten
 from simulations.model_routing import INPUTS, ModelRoutingPopulation, small
-from tests.e2e.conftest import free_port, wait_ready
+from tests.e2e.conftest import free_port, stop, wait_ready
 
 
 def expected_prediction(context: list) -> int:
@@ -63,11 +62,6 @@ def test_serve_starts_serves_and_stops_the_model_backends(tmp_path):
             metrics = client.connection.getresponse().read().decode()
     finally:
         client.close()
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise
+        stop(process)
     time.sleep(0.5)
     assert not any(alive(backend["pid"]) for backend in backends), "stopping decide serve stops its backends"
