@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy.linalg import cho_solve, cholesky, qr
-from scipy.linalg.lapack import dtrtri
+from scipy.linalg import cho_solve, cholesky
+from scipy.linalg.lapack import dpotrf, dtrtri
 
 from decide.policies.base import ActionSet, Arrays, Batch, Policy
 from decide.policies.params import (
@@ -196,19 +196,32 @@ class LinearThompson(LinearPolicy):
         """Vectorized Monte Carlo win frequencies, then the floor.
 
         Shared mode: the scores X θ + v F z (F = X L, z ~ N(0, I_d)) are jointly
-        N(X θ, v² F Fᵀ). With Fᵀ = Q R (thin QR, Q orthonormal) that is the law of
-        X θ + v Rᵀ z' with z' ~ N(0, I_min(k,d)), so only min(k, d) normals are
-        drawn per sample instead of d. Per-action mode: independent scores.
+        N(X θ, v² G) with G = F Fᵀ, only k × k. With C Cᵀ = G that is the law of
+        X θ + v C z' with z' ~ N(0, I_k), so k normals are drawn per sample instead
+        of d. Per-action mode: independent scores.
         """
         means, rows = self._scores(snapshot, actions)
+        normals = rng.standard_normal((len(means), self.samples))
         if self.per_action:
-            shape = (len(means), self.samples)
-            noise = np.linalg.norm(rows, axis=1)[:, None] * rng.standard_normal(shape)
+            noise = np.linalg.norm(rows, axis=1)[:, None] * normals
         else:
-            r = qr(rows.T, mode="r", check_finite=False)[0][: min(rows.shape)]
-            noise = r.T @ rng.standard_normal((r.shape[0], self.samples))
+            noise = covariance_factor(rows @ rows.T) @ normals
         draws = means[:, None] + self.scale * noise
         return floor_mix(win_frequencies(draws, actions.eligible), actions.eligible, self.floor)
+
+
+def covariance_factor(gram: np.ndarray) -> np.ndarray:
+    """A C with C Cᵀ = ``gram`` (symmetric positive semi-definite).
+
+    Cholesky when ``gram`` is positive definite (the usual case, and the cheap
+    one); an eigendecomposition when it is singular, e.g. two candidates with the
+    same feature vector, or more candidates than dimensions.
+    """
+    factor, info = dpotrf(gram, lower=1, clean=1)
+    if info == 0:
+        return factor
+    values, vectors = np.linalg.eigh(gram)
+    return vectors * np.sqrt(np.clip(values, 0.0, None))
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from decide.policies import (
     make_policy,
     merge,
 )
+from decide.policies.linear import covariance_factor
 
 Environment = Callable[[np.random.Generator], tuple[ActionSet, np.ndarray]]
 """Draws one decision's candidates and the reward every candidate would get."""
@@ -229,6 +230,27 @@ def test_linear_thompson_monte_carlo_matches_exact_two_action_probability() -> N
     exact = norm.cdf(diff @ snapshot["theta"] / (0.7 * np.linalg.norm(snapshot["chol"].T @ diff)))
     assert abs(p[0] - exact) < 0.01
 
+
+def test_linear_thompson_samples_a_singular_score_covariance() -> None:
+    """Candidates with identical vectors make the scores' covariance singular; the draws must still follow it."""
+    rng = np.random.default_rng(5)
+    policy = LinearThompson(DIMENSION, scale=0.7, floor=0.0, samples=65_536)
+    snapshot = policy.snapshot(policy.statistics(random_batch(rng, 30)))
+    row = rng.standard_normal(DIMENSION)
+    actions = ActionSet(("a", "b", "c"), np.zeros(DIMENSION), np.array([row, row, -row]), np.ones(3, dtype=bool))
+    p = policy.probabilities(snapshot, actions, np.random.default_rng(6))
+    exact = norm.cdf(row @ snapshot["theta"] / (0.7 * np.linalg.norm(snapshot["chol"].T @ row)))
+    assert abs(p[0] + p[1] - exact) < 0.01  # "a" and "b" share their wins (their draws tie up to rounding)
+    assert abs(p.sum() - 1.0) < 1e-12
+
+
+@pytest.mark.parametrize("rank", [4, 2, 0])
+def test_covariance_factor_reproduces_the_matrix(rank: int) -> None:
+    rng = np.random.default_rng(rank)
+    half = rng.standard_normal((4, rank))
+    gram = half @ half.T
+    factor = covariance_factor(gram)
+    assert np.allclose(factor @ factor.T, gram)
 
 # State
 
