@@ -59,9 +59,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None, event_log: E
     @app.after_request
     def record(response: Response) -> Response:
         endpoint = request.endpoint or "unknown"
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.child(metrics.requests, endpoint, str(response.status_code)).inc()
         if "started" in g:
-            metrics.latency.labels(endpoint).observe(time.perf_counter() - g.started)
+            metrics.child(metrics.latency, endpoint).observe(time.perf_counter() - g.started)
         return response
 
     return app

@@ -8,6 +8,7 @@ app's own registry is exposed.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
@@ -34,6 +35,22 @@ class Metrics:
         self.served_version = Gauge(
             "decide_served_policy_version", "Policy version served", ["loop"], multiprocess_mode="max", registry=registry
         )
+        self._children: dict[tuple[Any, ...], Any] = {}
+        self._served: dict[str, int] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once: prometheus_client's own lookup locks and checks every value."""
+        key = (metric, *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def served(self, loop: str, version: int) -> None:
+        """Set the served-version gauge when it changes, not on every decision."""
+        if self._served.get(loop) != version:
+            self.child(self.served_version, loop).set(version)
+            self._served[loop] = version
 
     def exposition(self) -> bytes:
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:

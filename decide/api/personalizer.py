@@ -12,6 +12,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from decide.api.context import parse, services
+from decide.api.decisions import answer
 from decide.api.problems import invalid, not_found
 from decide.api.schemas import RankRequest, RewardBody
 
@@ -24,7 +25,9 @@ EVENT_ID_LIMIT = 256
 @blueprint.post("/rank")
 def rank(api_version: str | None = None):
     _check_api_version(api_version)
-    return services().decider.rank(parse(RankRequest)).model_dump(exclude={"loop"}), 201
+    body = services().decider.rank(parse(RankRequest))
+    del body["loop"]
+    return answer(body, 201)
 
 
 @blueprint.post("/<api_version>/events/<event_id>/reward")

@@ -78,7 +78,7 @@ SQLITE_LOCK_TIMEOUT = 30.0
 """Seconds an append waits for SQLite's write lock before the caller gets 503 (the engine's busy timeout)."""
 
 
-def _sqlite_file(engine: Engine) -> str | None:
+def sqlite_file(engine: Engine) -> str | None:
     """The database file of a SQLite engine (None for other databases and in-memory SQLite)."""
     url = engine.url
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" or url.query:
@@ -93,7 +93,7 @@ class EmbeddedLog(EventLog):
         self._queue: list[_Pending] = []
         self._queue_lock = threading.Lock()
         self._writer = threading.Lock()
-        self._sqlite_file = _sqlite_file(engine)
+        self._sqlite_file = sqlite_file(engine)
         self._sqlite: sqlite3.Connection | None = None
         self._sqlite_pid = 0
         self._inherited: list[sqlite3.Connection] = []
