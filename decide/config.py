@@ -149,6 +149,8 @@ class Settings:
     backend_dir: str = ""
     """Where model backends listen (Unix sockets); empty: a private directory under the system's temp dir."""
     join_grace: float = 0.5
+    join_spill_after: float = 10.0
+    """Event-time seconds a join stays in a worker's memory before it is written to the database."""
     worker_batch: int = 5000
     worker_interval: float = 0.25
     """Shortest time between a worker's cycles while it is caught up: fewer, larger transactions."""
@@ -190,5 +192,7 @@ class Settings:
         for name in ("poll_interval", "join_grace", "worker_interval"):
             if not 0 <= getattr(self, name) <= 60:
                 raise ConfigError(f"DECIDE_{name.upper()}", f"DECIDE_{name.upper()} must be from 0 to 60 seconds")
+        if not 0 <= self.join_spill_after <= 3600:
+            raise ConfigError("DECIDE_JOIN_SPILL_AFTER", "DECIDE_JOIN_SPILL_AFTER must be from 0 to 3600 seconds")
         if self.event_log not in get_args(EventLogKind):
             raise ConfigError("DECIDE_EVENT_LOG", f"DECIDE_EVENT_LOG must be 'embedded' or 'kafka'; got {self.event_log!r}")

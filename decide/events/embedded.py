@@ -281,5 +281,10 @@ class EmbeddedSubscription(Subscription):
                 records.extend(Record(stream, partition, offset, key, value) for offset, key, value in rows)
         return records
 
+    def caught_up(self, positions: dict[Position, int]) -> set[Position]:
+        with self.log.engine.connect() as connection:
+            ends = {(row.stream, row.partition): row.next_offset for row in connection.execute(select(LogPartition))}
+        return {position for position in self.assignment() if positions.get(position, 0) >= ends.get(position, 0)}
+
     def close(self) -> None:
         """Nothing to release: reads use short-lived sessions."""

@@ -44,6 +44,10 @@ class Subscription(ABC):
         """
 
     @abstractmethod
+    def caught_up(self, positions: dict[Position, int]) -> set[Position]:
+        """The owned partitions with no record at or after ``positions`` (its beginning, when absent) right now."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
 

@@ -9,24 +9,36 @@ for it; if it never comes they close as ``unmatched``. Every closed join is
 archived in ``examples``, whose primary key makes a second close of the same
 event impossible, and each record's ``id`` makes a redelivered record count once.
 
-Windows are judged on the events' own timestamps, so replaying the same records
-gives the same joins whatever the processing speed.
+Windows are judged on the events' own timestamps against a per-partition
+watermark (see ``Worker``), so replaying the same records gives the same joins
+whatever the processing speed, and a backlog never closes a join before its
+rewards have been read.
+
+Young joins live in memory: most close within seconds and never touch the
+database. The worker's stored offsets stay at the first record of the oldest
+young join, so after a crash those records are read again and the joins rebuilt.
+A join still open ``spill_after`` seconds (event time) after its first record is
+written to ``pending_joins``; from then on the database holds it, and the
+offsets move on.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy import delete, insert, inspect, select
+from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from decide.config import LoopConfig
+from decide.events.log import Position, Record
 from decide.events.schemas import Activation, Decision, Event, JoinReason, Reward, decode
+from decide.store.bulk import among, id_chunks, insert_rows
 from decide.store.models import Example, PendingJoin
 
 ConfigLookup = Callable[[str | None], LoopConfig]
+PENDING = PendingJoin.__table__
 
 
 @dataclass(frozen=True)
@@ -39,7 +51,7 @@ class JoinedExample:
     reason: JoinReason
     closed_at: float
     decision_json: str | None = None
-    """The decision as stored, archived as is rather than encoded again."""
+    """The decision as logged, archived as is rather than encoded again."""
 
     @property
     def learnable(self) -> bool:
@@ -54,117 +66,203 @@ class JoinCounts:
     late_rewards: int = 0
 
 
-class Joiner:
-    def __init__(self, config_of: ConfigLookup) -> None:
-        self.config_of = config_of
-        self._decided: dict[str, Decision] = {}
-        """Decisions applied by this joiner: one that closes in the same cycle is not parsed back from JSON."""
-        self._opened: list[PendingJoin] = []
-        """Joins this joiner opened: those already due when it closes joins never reach the database."""
+@dataclass
+class Join:
+    """One event's decision, activation and rewards so far."""
 
-    def apply(self, session: Session, records: Iterable[str]) -> JoinCounts:
-        """Fold logged records (events as JSON) into the pending joins; a decision is kept as it was logged."""
-        logged = [(decode(text), text) for text in records]
-        counts = JoinCounts()
-        ids = {event.event_id for event, _ in logged}
-        # Lock first, then look for closed joins: a join another member closes meanwhile is then seen closed.
-        pending = {
-            row.event_id: row
-            for row in session.scalars(select(PendingJoin).where(PendingJoin.event_id.in_(ids)).with_for_update())
+    event_id: str
+    loop: str | None
+    partition: int | None
+    first_seen: float
+    close_at: float
+    decision: Decision | None = None
+    decision_json: str | None = None
+    activated_at: float | None = None
+    rewards: list[list] = field(default_factory=list)
+    """[record id, timestamp, value] of each reward."""
+    first_offsets: dict[str, int] = field(default_factory=dict)
+    """Per stream, the offset of this join's first record: where a replay must start to rebuild it."""
+
+    def row(self) -> dict:
+        return {
+            "event_id": self.event_id, "loop": self.loop, "partition": self.partition, "decision": self.decision_json,
+            "first_seen": self.first_seen, "activated_at": self.activated_at, "close_at": self.close_at,
+            "rewards": json.dumps(self.rewards),
         }
-        closed = _closed_ids(session, ids)
-        for event, text in logged:
+
+    @classmethod
+    def from_row(cls, row: Row) -> Join:
+        return cls(
+            event_id=row.event_id, loop=row.loop, partition=row.partition, first_seen=row.first_seen, close_at=row.close_at,
+            decision_json=row.decision, activated_at=row.activated_at, rewards=json.loads(row.rewards),
+        )
+
+
+class Joiner:
+    """The joins of the partitions one worker owns: young ones in memory, older ones in ``pending_joins``."""
+
+    def __init__(self, spill_after: float) -> None:
+        self.spill_after = spill_after
+        self.young: dict[str, Join] = {}
+        self.event_time: dict[Position, float] = {}
+        """Per stream partition, the latest event timestamp read: how far its records have got."""
+        self._stored: dict[str, Join] = {}
+        """Joins loaded from ``pending_joins`` this cycle (and locked): written back or deleted at close."""
+
+    def forget(self) -> None:
+        """Drop everything in memory; the records are read again from the stored offsets."""
+        self.young.clear()
+        self.event_time.clear()
+        self._stored.clear()
+
+    def apply(self, session: Session, records: Iterable[Record], config_of: ConfigLookup) -> JoinCounts:
+        """Fold logged records into the joins; a decision is kept as it was logged."""
+        self._stored = {}
+        logged = [(record, decode(record.value)) for record in records]
+        unseen = {event.event_id for _, event in logged if event.event_id not in self.young}
+        # Lock stored joins first, then look for closed ones: a join another member closes meanwhile is then seen closed.
+        for ids in id_chunks(session, unseen):
+            query = select(PENDING).where(among(session, PENDING.c.event_id, ids)).with_for_update()
+            self._stored.update((row.event_id, Join.from_row(row)) for row in session.execute(query))
+        closed = _closed_ids(session, unseen - self._stored.keys())
+        counts = JoinCounts()
+        for record, event in logged:
+            position = (record.stream, record.partition)
+            self.event_time[position] = max(self.event_time.get(position, event.timestamp), event.timestamp)
             if event.event_id in closed:
                 counts.duplicates += isinstance(event, Decision)
                 counts.late_rewards += isinstance(event, Reward)
                 continue
-            row = pending.get(event.event_id)
-            if row is None:
-                row = pending[event.event_id] = self._open(session, event)
+            join = self.young.get(event.event_id) or self._stored.get(event.event_id)
+            if join is None:
+                join = self.young[event.event_id] = self._open(event, record.partition, config_of)
+            join.first_offsets.setdefault(record.stream, record.offset)
             if isinstance(event, Decision):
-                counts.duplicates += not self._decide(row, event, text)
+                counts.duplicates += not _decide(join, event, record.value, config_of)
             elif isinstance(event, Reward):
-                counts.duplicates += not _add_reward(row, event)
+                counts.duplicates += not _add_reward(join, event)
             else:
-                self._activate(row, event)
+                _activate(join, event, config_of)
         return counts
 
-    def _open(self, session: Session, event: Event) -> PendingJoin:
-        config = self.config_of(event.loop)
-        row = PendingJoin(
-            event_id=event.event_id,
-            loop=event.loop,
-            decision=None,
-            first_seen=event.timestamp,
-            activated_at=None,
-            close_at=event.timestamp + config.activationTimeout + config.rewardWaitTime,
-            rewards="[]",
-        )
-        session.add(row)
-        self._opened.append(row)
-        return row
+    @staticmethod
+    def _open(event: Event, partition: int, config_of: ConfigLookup) -> Join:
+        config = config_of(event.loop)
+        close_at = event.timestamp + config.activationTimeout + config.rewardWaitTime
+        return Join(event.event_id, event.loop, partition, event.timestamp, close_at)
 
-    def _decide(self, row: PendingJoin, decision: Decision, text: str) -> bool:
-        if row.decision is not None:
-            return False
-        config = self.config_of(decision.loop)
-        row.loop = decision.loop
-        row.decision = text
-        self._decided[decision.event_id] = decision
-        if not decision.deferred:
-            row.activated_at = decision.timestamp
-        if row.activated_at is not None:
-            row.close_at = row.activated_at + config.rewardWaitTime
-        else:
-            row.close_at = decision.timestamp + config.activationTimeout
-        return True
+    def close_due(
+        self, session: Session, watermarks: dict[int, float], now: float, config_of: ConfigLookup
+    ) -> list[JoinedExample]:
+        """Close every join whose window ended by its partition's watermark, write back the rest, and spill old ones.
 
-    def _activate(self, row: PendingJoin, activation: Activation) -> None:
-        if row.activated_at is not None:
-            return
-        row.activated_at = activation.timestamp
-        if row.decision is not None:
-            row.close_at = activation.timestamp + self.config_of(row.loop).rewardWaitTime
-
-    def close_due(self, session: Session, now: float, limit: int = 50_000) -> list[JoinedExample]:
-        """Close every join whose window ended by ``now``, archive it, and return it.
-
-        Joins that another member is closing or updating right now are skipped, never closed twice.
+        Stored joins that another member is closing or updating right now are skipped, never closed twice.
         """
-        unwritten = [row for row in self._opened if row.close_at <= now and inspect(row).pending]
-        for row in unwritten:
-            session.expunge(row)
-        due = select(PendingJoin).where(PendingJoin.close_at <= now).order_by(PendingJoin.close_at).limit(limit)
-        rows = list(session.scalars(due.with_for_update(skip_locked=True)))
-        examples = [self._close(row, now) for row in unwritten + rows]
-        if rows:
-            closed = delete(PendingJoin).where(PendingJoin.event_id.in_([row.event_id for row in rows]))
-            session.execute(closed.execution_options(synchronize_session=False))
-        return examples
+        def due(join: Join) -> bool:
+            return join.close_at <= _watermark(watermarks, join.partition)
 
-    def _close(self, row: PendingJoin, now: float) -> JoinedExample:
-        if row.decision is None:
-            rewards = json.loads(row.rewards)
-            return JoinedExample(row.event_id, row.loop, None, None, len(rewards), "unmatched", now)
-        decision = self._decided.get(row.event_id) or Decision(**json.loads(row.decision))
-        if row.activated_at is None:
-            return JoinedExample(row.event_id, row.loop, decision, None, 0, "deactivated", now, row.decision)
-        config = self.config_of(row.loop)
-        in_window = [(ts, value) for _, ts, value in json.loads(row.rewards) if ts <= row.close_at]
-        if not in_window:
-            return JoinedExample(row.event_id, row.loop, decision, config.defaultReward, 0, "default", now, row.decision)
-        if config.rewardAggregation == "sum":
-            value = float(sum(value for _, value in in_window))
-        else:
-            value = min(in_window, key=lambda pair: pair[0])[1]
-        return JoinedExample(row.event_id, row.loop, decision, value, len(in_window), "observed", now, row.decision)
+        closing = [join for join in self.young.values() if due(join)]
+        for join in closing:
+            del self.young[join.event_id]
+        stored_due = [join for join in self._stored.values() if due(join)]
+        update_rows = [join.row() for join in self._stored.values() if not due(join)]
+        if watermarks:
+            partitions = list(watermarks)
+            query = select(PENDING).where(
+                PENDING.c.close_at <= max(watermarks.values()),
+                PENDING.c.partition.in_(partitions) | PENDING.c.partition.is_(None),
+            )
+            for row in session.execute(query.order_by(PENDING.c.close_at).with_for_update(skip_locked=True)):
+                join = Join.from_row(row)
+                if join.event_id not in self._stored and due(join):
+                    stored_due.append(join)
+        if update_rows:
+            session.execute(
+                update(PENDING).where(PENDING.c.event_id == bindparam("key")),
+                [{"key": row.pop("event_id"), **row} for row in update_rows],
+            )
+        for ids in id_chunks(session, {join.event_id for join in stored_due}):
+            session.execute(delete(PENDING).where(among(session, PENDING.c.event_id, ids)))
+        self._spill(session, watermarks)
+        self._stored = {}
+        return [_close(join, now, config_of) for join in closing + stored_due]
+
+    def _spill(self, session: Session, watermarks: dict[int, float]) -> None:
+        old = [join for join in self.young.values() if join.first_seen <= _watermark(watermarks, join.partition) - self.spill_after]
+        insert_rows(session, PENDING, [join.row() for join in old])
+        for join in old:
+            del self.young[join.event_id]
+
+    def replay_from(self, read: dict[Position, int]) -> dict[Position, int]:
+        """Offsets to store: where reading must resume after a crash so that every young join is rebuilt."""
+        positions = dict(read)
+        for join in self.young.values():
+            for stream, offset in join.first_offsets.items():
+                position = (stream, join.partition)
+                if position in positions:
+                    positions[position] = min(positions[position], offset)
+        return positions
+
+
+def _watermark(watermarks: dict[int, float], partition: int | None) -> float:
+    """A partition's watermark; joins stored before partitions were recorded go by the slowest owned partition."""
+    if partition is None:
+        return min(watermarks.values(), default=float("-inf"))
+    return watermarks.get(partition, float("-inf"))
+
+
+def _decide(join: Join, decision: Decision, text: str, config_of: ConfigLookup) -> bool:
+    if join.decision_json is not None:
+        return False
+    config = config_of(decision.loop)
+    join.loop = decision.loop
+    join.decision = decision
+    join.decision_json = text
+    if not decision.deferred:
+        join.activated_at = decision.timestamp
+    if join.activated_at is not None:
+        join.close_at = join.activated_at + config.rewardWaitTime
+    else:
+        join.close_at = decision.timestamp + config.activationTimeout
+    return True
+
+
+def _activate(join: Join, activation: Activation, config_of: ConfigLookup) -> None:
+    if join.activated_at is not None:
+        return
+    join.activated_at = activation.timestamp
+    if join.decision_json is not None:
+        join.close_at = activation.timestamp + config_of(join.loop).rewardWaitTime
+
+
+def _add_reward(join: Join, reward: Reward) -> bool:
+    if any(record_id == reward.id for record_id, _, _ in join.rewards):
+        return False
+    join.rewards.append([reward.id, reward.timestamp, reward.value])
+    return True
+
+
+def _close(join: Join, now: float, config_of: ConfigLookup) -> JoinedExample:
+    if join.decision_json is None:
+        return JoinedExample(join.event_id, join.loop, None, None, len(join.rewards), "unmatched", now)
+    decision = join.decision or decode(join.decision_json)
+    if join.activated_at is None:
+        return JoinedExample(join.event_id, join.loop, decision, None, 0, "deactivated", now, join.decision_json)
+    config = config_of(join.loop)
+    in_window = [(ts, value) for _, ts, value in join.rewards if ts <= join.close_at]
+    if not in_window:
+        return JoinedExample(join.event_id, join.loop, decision, config.defaultReward, 0, "default", now, join.decision_json)
+    if config.rewardAggregation == "sum":
+        value = float(sum(value for _, value in in_window))
+    else:
+        value = min(in_window, key=lambda pair: pair[0])[1]
+    return JoinedExample(join.event_id, join.loop, decision, value, len(in_window), "observed", now, join.decision_json)
 
 
 def archive(session: Session, examples: list[JoinedExample], learned: bool) -> None:
-    if not examples:
-        return
-    session.execute(
-        insert(Example),
+    insert_rows(
+        session,
+        Example.__table__,
         [
             {
                 "event_id": example.event_id,
@@ -183,15 +281,7 @@ def archive(session: Session, examples: list[JoinedExample], learned: bool) -> N
 
 
 def _closed_ids(session: Session, ids: set[str]) -> set[str]:
-    if not ids:
-        return set()
-    return set(session.scalars(select(Example.event_id).where(Example.event_id.in_(ids))))
-
-
-def _add_reward(row: PendingJoin, reward: Reward) -> bool:
-    rewards = json.loads(row.rewards)
-    if any(record_id == reward.id for record_id, _, _ in rewards):
-        return False
-    rewards.append([reward.id, reward.timestamp, reward.value])
-    row.rewards = json.dumps(rewards)
-    return True
+    closed: set[str] = set()
+    for chunk in id_chunks(session, ids):
+        closed.update(session.scalars(select(Example.event_id).where(among(session, Example.event_id, chunk))))
+    return closed

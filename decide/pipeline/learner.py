@@ -8,7 +8,6 @@ so no example is ever applied twice, whatever crashes.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from decide.config import LoopConfig
-from decide.events.schemas import Decision
+from decide.events.schemas import Decision, decode
 from decide.features import FeatureSpace
 from decide.pipeline.joiner import JoinedExample, archive
 from decide.policies import make_policy
@@ -26,6 +25,7 @@ from decide.policies.base import Batch
 from decide.policies.state import merge
 from decide.store import queries
 from decide.store.arrays import unpack
+from decide.store.bulk import among, id_chunks
 from decide.store.models import Example
 
 
@@ -87,12 +87,10 @@ class Learner:
                     )
                 )
             )
-            decisions = [Decision(**json.loads(row.decision)) for row in backlog] + [example.decision for example in fresh]
+            decisions = [decode(row.decision) for row in backlog] + [example.decision for example in fresh]
             rewards = [row.reward for row in backlog] + [example.reward for example in fresh]
-            if backlog:
-                session.execute(
-                    update(Example).where(Example.event_id.in_([row.event_id for row in backlog])).values(learned=True)
-                )
+            for ids in id_chunks(session, {row.event_id for row in backlog}):
+                session.execute(update(Example).where(among(session, Example.event_id, ids)).values(learned=True))
             if not decisions:
                 continue
             policy = make_policy(config.policy, config.featureDimension, config.policy_params())

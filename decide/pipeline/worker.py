@@ -1,10 +1,19 @@
 """The worker: one consumer-group member that joins and learns, exactly once in effect.
 
 Each cycle polls records from the owned partitions, then in one transaction
-checks that the stored offsets are still where it read from (another member may
-have moved them), folds the records into the joins, closes due joins, learns,
-and stores the new offsets. A crash anywhere before the commit leaves the
-database as it was, and the records are read again.
+checks that the stored offsets are still the ones it last stored (another member
+may have moved them), folds the records into the joins, closes the joins due by
+each partition's watermark, learns, and stores new offsets. Those offsets are
+where a successor must start reading to rebuild the joins this worker holds in
+memory (see ``joiner``); the worker itself reads on from where it got to. A
+crash anywhere before the commit leaves the database as it was; after any
+failure, conflict or change of assignment the worker forgets its memory and
+reads again from the stored offsets.
+
+A partition's watermark is the event time up to which all its records have been
+read: the current time while the worker has read every record of the partition
+(on both streams), otherwise the latest timestamp it has read, less
+``DECIDE_JOIN_GRACE``. A backlog is therefore joined as it would have been live.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
-from sqlalchemy import select, tuple_
+from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -59,6 +68,12 @@ class Worker:
         self.clock = clock
         self.learner = Learner()
         self.metrics = metrics or PipelineMetrics(CollectorRegistry())
+        self.joiner = Joiner(settings.join_spill_after)
+        self._owned: set[Position] = set()
+        self._stored: dict[Position, int] | None = None
+        """The offsets in the database as this worker last read or wrote them; None: read them again."""
+        self._read: dict[Position, int] = {}
+        """Where this worker has read to, at or past the stored offsets."""
 
     def cycle(self, timeout: float = 0.2) -> CycleResult:
         """Poll once and commit what the records and the clock imply."""
@@ -77,23 +92,50 @@ class Worker:
 
     def _cycle(self, timeout: float) -> CycleResult:
         owned = self.subscription.assignment()
-        with self.sessions() as session:
-            positions = _offsets(session, owned)
-        records = self.subscription.poll(positions, self.settings.worker_batch, timeout)
+        if owned != self._owned or self._stored is None:
+            self._forget(owned)
+            with self.sessions() as session:
+                self._stored = _offsets(session, owned)
+            self._read = dict(self._stored)
+        records = self.subscription.poll(self._read, self.settings.worker_batch, timeout)
+        read = _advanced(self._read, records)
+        caught_up = self.subscription.caught_up(read)
         try:
             with self.sessions.begin() as session:
-                if _offsets(session, owned, lock=True) != positions:
+                if _offsets(session, owned, lock=True) != self._stored:
+                    self._forget(owned)
                     return CycleResult(conflict=True)
                 configs = _ConfigCache(session, self.settings.default_loop)
-                joiner = Joiner(configs.get)
-                counts = joiner.apply(session, (record.value for record in records))
-                closed = joiner.close_due(session, self.clock() - self.settings.join_grace)
-                versions = self.learner.learn(session, closed, self.clock())
-                _store_offsets(session, positions, records)
+                counts = self.joiner.apply(session, records, configs.get)
+                now = self.clock()
+                watermarks = self._watermarks(owned, caught_up, now)
+                closed = self.joiner.close_due(session, watermarks, now, configs.get)
+                versions = self.learner.learn(session, closed, now)
+                stored = self.joiner.replay_from(read)
+                _store_offsets(session, self._stored, stored)
         except IntegrityError as error:
             log.warning("another member stored the same rows first, reading again: %s", error.orig)
+            self._forget(owned)
             return CycleResult(conflict=True)
+        except BaseException:
+            self._forget(owned)
+            raise
+        self._stored, self._read = stored, read
         return CycleResult(len(records), len(closed), versions, counts, closed_by_reason=Counter(e.reason for e in closed))
+
+    def _forget(self, owned: set[Position]) -> None:
+        self.joiner.forget()
+        self._owned = owned
+        self._stored = None
+
+    def _watermarks(self, owned: set[Position], caught_up: set[Position], now: float) -> dict[int, float]:
+        """Per owned partition, the event time up to which every stream's records have been read, less the grace."""
+        progress: dict[int, float] = {}
+        for position in owned:
+            reached = now if position in caught_up else self.joiner.event_time.get(position, float("-inf"))
+            partition = position[1]
+            progress[partition] = min(progress.get(partition, reached), reached)
+        return {partition: reached - self.settings.join_grace for partition, reached in progress.items()}
 
     def run(self, should_stop: Callable[[], bool], on_cycle: Callable[[CycleResult], None] = lambda result: None) -> None:
         while not should_stop():
@@ -129,21 +171,29 @@ class _ConfigCache:
 
 def _offsets(session: Session, owned: set[Position], lock: bool = False) -> dict[Position, int]:
     """Only the owned partitions' rows, so members owning other partitions never wait for this one."""
-    query = select(ConsumerOffset).where(
+    query = select(ConsumerOffset.stream, ConsumerOffset.partition, ConsumerOffset.next_offset).where(
         ConsumerOffset.group == GROUP, tuple_(ConsumerOffset.stream, ConsumerOffset.partition).in_(sorted(owned))
     )
-    rows = session.scalars(query.with_for_update() if lock else query)
+    rows = session.execute(query.with_for_update() if lock else query)
     return {(row.stream, row.partition): row.next_offset for row in rows}
 
 
-def _store_offsets(session: Session, positions: dict[Position, int], records: list[Record]) -> None:
-    advanced: dict[Position, int] = {}
+def _advanced(read: dict[Position, int], records: list[Record]) -> dict[Position, int]:
+    advanced = dict(read)
     for record in records:
         position = (record.stream, record.partition)
         advanced[position] = max(advanced.get(position, 0), record.offset + 1)
-    for (stream, partition), offset in advanced.items():
-        if (stream, partition) in positions:
-            row = session.get(ConsumerOffset, (GROUP, stream, partition))
-            row.next_offset = offset
-        else:
-            session.add(ConsumerOffset(group=GROUP, stream=stream, partition=partition, next_offset=offset))
+    return advanced
+
+
+def _store_offsets(session: Session, stored: dict[Position, int], wanted: dict[Position, int]) -> None:
+    changed = [{"at_stream": s, "at_partition": p, "next_offset": o} for (s, p), o in wanted.items() if (s, p) in stored and stored[s, p] != o]
+    new = [{"group": GROUP, "stream": s, "partition": p, "next_offset": o} for (s, p), o in wanted.items() if (s, p) not in stored]
+    if changed:
+        table = ConsumerOffset.__table__
+        moved = update(table).where(
+            table.c.group == GROUP, table.c.stream == bindparam("at_stream"), table.c.partition == bindparam("at_partition")
+        )
+        session.execute(moved, changed)
+    if new:
+        session.execute(insert(ConsumerOffset.__table__), new)

@@ -71,12 +71,14 @@ class ConsumerOffset(Base):
 
 
 class PendingJoin(Base):
-    """A decision waiting for rewards, or rewards waiting for their decision."""
+    """A decision waiting for rewards, or rewards waiting for their decision, open longer than a worker keeps it in memory."""
 
     __tablename__ = "pending_joins"
 
     event_id: Mapped[str] = mapped_column(String(EVENT_ID_LENGTH), primary_key=True)
     loop: Mapped[str | None] = mapped_column(String(128))
+    partition: Mapped[int | None] = mapped_column(Integer)
+    """The log partition of its records; None for joins written before revision 0003."""
     decision: Mapped[str | None] = mapped_column(Text)
     first_seen: Mapped[float] = mapped_column(Float)
     activated_at: Mapped[float | None] = mapped_column(Float)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from sqlalchemy import select
 
 from decide.events.schemas import Activation, Decision, Event, Reward, encode, stream_of
+from decide.pipeline.worker import Worker
 from decide.store import queries
 from decide.store.models import Example, PendingJoin
 
@@ -22,6 +24,12 @@ def decision(event_id: str, timestamp: float, loop: str = "default", deferred: b
         event_id=event_id, loop=loop, timestamp=timestamp, policy_version=1, context=[{"user": {"tier": "gold"}}],
         actions=ACTIONS, excluded=[], chosen="a", probabilities=[0.6, 0.4], deferred=deferred,
     )
+
+
+def restart_worker(service) -> None:
+    """A new worker process in effect: nothing survives but the database and the log."""
+    service.worker.close()
+    service.worker = Worker(service.worker.sessions, service.app.extensions["decide"].event_log, service.settings, clock=service.clock)
 
 
 def example(service, event_id: str) -> Example:
@@ -109,17 +117,22 @@ def test_activation_opens_the_reward_window(service):
     assert (joined.reason, joined.reward) == ("observed", 1.0)
 
 
-def test_a_reward_that_arrives_before_its_decision_is_kept_and_joined(service):
-    service.client.patch("/loops/default/config", json={"rewardWaitTime": 5})
+@pytest.mark.parametrize("waited", [0.0, 30.0], ids=["in-memory", "written-to-the-database"])
+def test_a_reward_that_arrives_before_its_decision_is_kept_and_joined_across_a_restart(service, waited):
+    service.client.patch("/loops/default/config", json={"rewardWaitTime": 5, "activationTimeout": 600})
     t0 = time.time()
     append(service, Reward("e1", 1.0, t0 + 0.5))
+    service.advance(waited)
     service.learn_all()
     with service.app.extensions["decide"].sessions() as session:
-        assert session.get(PendingJoin, "e1") is not None, "the early reward waits for its decision"
+        stored = session.get(PendingJoin, "e1") is not None
+    assert stored == (waited > service.settings.join_spill_after), "young joins stay in memory, older ones are written"
+    restart_worker(service)
     append(service, decision("e1", t0))
     service.advance(10)
     service.learn_all()
     assert (example(service, "e1").reason, example(service, "e1").reward) == ("observed", 1.0)
+    assert learned(service) == 1
 
 
 def test_duplicate_records_and_repeated_ranks_count_once(service):
