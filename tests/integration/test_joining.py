@@ -11,6 +11,7 @@ from decide.events.schemas import Activation, Decision, Event, Reward, encode, s
 from decide.pipeline.worker import Worker
 from decide.store import queries
 from decide.store.models import Example, PendingJoin
+from tests.conftest import make_service
 
 ACTIONS = [{"id": "a", "features": [{"colour": "red"}]}, {"id": "b", "features": [{"colour": "blue"}]}]
 
@@ -167,3 +168,27 @@ def test_a_reward_after_the_join_closed_is_refused_and_changes_nothing(service):
     service.advance(5)
     service.learn_all()
     assert learned(service) == before and example(service, answer["eventId"]).reason == "default"
+
+
+def test_a_backlog_joins_as_it_would_have_live(database_url):
+    """Decisions read ahead of their rewards wait for them: windows close on the log's event time, not the worker's clock."""
+    service = make_service(database_url, worker_batch=16)
+    try:
+        service.client.patch("/loops/default/config", json={"rewardWaitTime": 2, "activationTimeout": 5})
+        t0 = time.time() - 600
+        ids = [f"e{i}" for i in range(40)]
+        for i, event_id in enumerate(ids):
+            append(service, decision(event_id, t0 + i))
+        for i in range(200):
+            append(service, Reward(f"old{i}", 1.0, t0 - 100 + i * 0.01))
+        for i, event_id in enumerate(ids):
+            append(service, Reward(event_id, 1.0, t0 + i + 1))
+        service.learn_all(cycles=500)
+        reasons = [example(service, event_id).reason for event_id in ids]
+        assert reasons == ["observed"] * len(ids)
+        service.advance(5)
+        service.learn_all()
+        assert learned(service) == len(ids)
+    finally:
+        service.worker.close()
+        service.engine.dispose()
