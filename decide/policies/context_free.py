@@ -62,7 +62,7 @@ class BetaThompson(Policy):
         alpha = _per_action(snapshot, "alpha", actions.ids, self.prior_alpha)
         beta = _per_action(snapshot, "beta", actions.ids, self.prior_beta)
         draws = rng.beta(alpha[:, None], beta[:, None], size=(len(actions.ids), self.samples))
-        return floor_mix(win_frequencies(draws, actions.eligible), actions.eligible, self.floor)
+        return floor_mix(win_frequencies(draws.T, actions.eligible), actions.eligible, self.floor)
 
 
 def _per_action(snapshot: Arrays, name: str, ids: tuple[str, ...], prior: float) -> np.ndarray:

@@ -201,12 +201,12 @@ class LinearThompson(LinearPolicy):
         of d. Per-action mode: independent scores.
         """
         means, rows = self._scores(snapshot, actions)
-        normals = rng.standard_normal((len(means), self.samples))
+        normals = rng.standard_normal((self.samples, len(means)))
         if self.per_action:
-            noise = np.linalg.norm(rows, axis=1)[:, None] * normals
+            noise = normals * np.linalg.norm(rows, axis=1)
         else:
-            noise = covariance_factor(rows @ rows.T) @ normals
-        draws = means[:, None] + self.scale * noise
+            noise = normals @ covariance_factor(rows @ rows.T).T
+        draws = means + self.scale * noise
         return floor_mix(win_frequencies(draws, actions.eligible), actions.eligible, self.floor)
 
 

@@ -74,11 +74,14 @@ def argmax_distribution(scores: np.ndarray, eligible: np.ndarray) -> np.ndarray:
 
 
 def win_frequencies(draws: np.ndarray, eligible: np.ndarray) -> np.ndarray:
-    """Share of sampled columns of ``draws`` (actions by samples) each eligible action wins.
+    """Share of sampled rows of ``draws`` (samples by actions) in which each eligible action wins.
 
     This is the Monte Carlo estimate of Thompson sampling's choice probabilities;
     ties go to the lowest index, as in ``argmax_distribution``.
     """
     indices = eligible_indices(eligible)
-    winners = indices[np.argmax(draws[indices], axis=0)]
-    return np.bincount(winners, minlength=len(eligible)) / draws.shape[1]
+    if indices.size == len(eligible):  # the usual case: no copy of the draws
+        winners = np.argmax(draws, axis=1)
+    else:
+        winners = indices[np.argmax(draws[:, indices], axis=1)]
+    return np.bincount(winners, minlength=len(eligible)) / draws.shape[0]
