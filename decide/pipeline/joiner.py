@@ -75,8 +75,9 @@ class Join:
     partition: int | None
     first_seen: float
     close_at: float
-    decision: Decision | None = None
     decision_json: str | None = None
+    """The decision as logged. Kept as text, not parsed: tens of thousands of parsed decisions held
+    across cycles would make Python's cyclic garbage collector cost four times the parsing."""
     activated_at: float | None = None
     rewards: list[list] = field(default_factory=list)
     """[record id, timestamp, value] of each reward."""
@@ -161,7 +162,8 @@ class Joiner:
         def due(join: Join) -> bool:
             return join.close_at <= _watermark(watermarks, join.partition)
 
-        closing = [join for join in self.young.values() if due(join)]
+        never = float("-inf")
+        closing = [join for join in self.young.values() if join.close_at <= watermarks.get(join.partition, never)]
         for join in closing:
             del self.young[join.event_id]
         stored_due = [join for join in self._stored.values() if due(join)]
@@ -188,7 +190,9 @@ class Joiner:
         return [_close(join, now, config_of) for join in closing + stored_due]
 
     def _spill(self, session: Session, watermarks: dict[int, float]) -> None:
-        old = [join for join in self.young.values() if join.first_seen <= _watermark(watermarks, join.partition) - self.spill_after]
+        limits = {partition: watermark - self.spill_after for partition, watermark in watermarks.items()}
+        never = float("-inf")
+        old = [join for join in self.young.values() if join.first_seen <= limits.get(join.partition, never)]
         insert_rows(session, PENDING, [join.row() for join in old])
         for join in old:
             del self.young[join.event_id]
@@ -216,7 +220,6 @@ def _decide(join: Join, decision: Decision, text: str, config_of: ConfigLookup) 
         return False
     config = config_of(decision.loop)
     join.loop = decision.loop
-    join.decision = decision
     join.decision_json = text
     if not decision.deferred:
         join.activated_at = decision.timestamp
@@ -245,7 +248,7 @@ def _add_reward(join: Join, reward: Reward) -> bool:
 def _close(join: Join, now: float, config_of: ConfigLookup) -> JoinedExample:
     if join.decision_json is None:
         return JoinedExample(join.event_id, join.loop, None, None, len(join.rewards), "unmatched", now)
-    decision = join.decision or decode(join.decision_json)
+    decision = decode(join.decision_json)
     if join.activated_at is None:
         return JoinedExample(join.event_id, join.loop, decision, None, 0, "deactivated", now, join.decision_json)
     config = config_of(join.loop)

