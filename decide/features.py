@@ -141,9 +141,12 @@ def _walk_object(obj: dict[str, Any], namespace: str, keys: list[str], values: l
             elif kind is bool:
                 keys.append(f"{name}={'true' if value else 'false'}")
                 values.append(1.0)
-            elif kind is float or kind is int or isinstance(value, (int, float)):
+            elif kind is float:  # the common number: no conversion, only the check
+                values.append(value if math.isfinite(value) else _finite(value))
                 keys.append(name)
+            elif kind is int or isinstance(value, (int, float)):
                 values.append(_finite(value))
+                keys.append(name)
             elif isinstance(value, dict):
                 _walk_object(value, f"{namespace}.{key}" if namespace else key, keys, values)
             elif isinstance(value, (list, tuple)):
@@ -303,6 +306,8 @@ def _pair_index(left: np.ndarray, right: np.ndarray, dimension: int) -> np.ndarr
     without a division.
     """
     mixed = ((left * _LEFT) ^ (right * _RIGHT)) * _FINAL
+    if dimension & (dimension - 1) == 0:  # a power of two: the same result in one shift
+        return mixed >> np.uint64(64 - dimension.bit_length() + 1)
     return ((mixed >> _HIGH) * np.uint64(dimension)) >> _HIGH
 
 
