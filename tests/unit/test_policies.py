@@ -244,6 +244,18 @@ def test_linear_thompson_samples_a_singular_score_covariance() -> None:
     assert abs(p.sum() - 1.0) < 1e-12
 
 
+
+@pytest.mark.parametrize("samples", [1, 2, 3, 7])
+@pytest.mark.parametrize("per_action", [False, True])
+def test_linear_thompson_takes_any_number_of_samples(samples: int, per_action: bool) -> None:
+    """Samples come in antithetic pairs; an odd count keeps the first draw of the last pair."""
+    rng = np.random.default_rng(7)
+    policy = LinearThompson(DIMENSION, floor=0.0, samples=samples, per_action=per_action)
+    actions = ActionSet(("a", "b", "c"), rng.standard_normal(DIMENSION), rng.standard_normal((3, DIMENSION)), np.ones(3, dtype=bool))
+    p = policy.probabilities(policy.snapshot({}), actions, np.random.default_rng(8))
+    assert abs(p.sum() - 1.0) < 1e-12
+    assert np.allclose(p * samples, np.round(p * samples))  # whole numbers of wins out of `samples`
+
 @pytest.mark.parametrize("rank", [4, 2, 0])
 def test_covariance_factor_reproduces_the_matrix(rank: int) -> None:
     rng = np.random.default_rng(rank)
