@@ -102,6 +102,7 @@ class Worker:
             self._read = dict(self._stored)
         records = self.subscription.poll(self._read, self.settings.worker_batch, timeout)
         read = _advanced(self._read, records)
+        checked_at = self.clock()
         caught_up = self.subscription.caught_up(read)
         try:
             with self.sessions.begin() as session:
@@ -110,8 +111,8 @@ class Worker:
                     return CycleResult(conflict=True)
                 configs = _ConfigCache(session, self.settings.default_loop)
                 counts = self.joiner.apply(session, records, configs.get)
+                watermarks = self._watermarks(owned, caught_up, checked_at)
                 now = self.clock()
-                watermarks = self._watermarks(owned, caught_up, now)
                 closed = self.joiner.close_due(session, watermarks, now, configs.get)
                 versions = self.learner.learn(session, closed, now)
                 stored = self.joiner.replay_from(read)
@@ -131,11 +132,14 @@ class Worker:
         self._owned = owned
         self._stored = None
 
-    def _watermarks(self, owned: set[Position], caught_up: set[Position], now: float) -> dict[int, float]:
-        """Per owned partition, the event time up to which every stream's records have been read, less the grace."""
+    def _watermarks(self, owned: set[Position], caught_up: set[Position], checked_at: float) -> dict[int, float]:
+        """Per owned partition, the event time up to which every stream's records have been read, less the grace.
+
+        A stream partition found caught up had every record appended before ``checked_at`` read.
+        """
         progress: dict[int, float] = {}
         for position in owned:
-            reached = now if position in caught_up else self.joiner.event_time.get(position, float("-inf"))
+            reached = checked_at if position in caught_up else self.joiner.event_time.get(position, float("-inf"))
             partition = position[1]
             progress[partition] = min(progress.get(partition, reached), reached)
         return {partition: reached - self.settings.join_grace for partition, reached in progress.items()}

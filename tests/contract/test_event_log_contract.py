@@ -4,8 +4,10 @@ What the pipeline relies on: records come back in append order within a
 partition; a key lands in the same partition number in every stream; ``poll``
 starts exactly at the positions it is given (the beginning where none is
 given); polling again from the same positions gives the same records again
-(at-least-once, the basis of crash recovery); and the group's members together
-own every partition, each member the same partition numbers in every stream.
+(at-least-once, the basis of crash recovery); a partition is caught up once
+every record in it has been read (the basis of the join watermark); and the
+group's members together own every partition, each member the same partition
+numbers in every stream.
 """
 
 from __future__ import annotations
@@ -110,6 +112,19 @@ def test_polling_again_from_the_same_positions_gives_the_same_records(event_log)
     successor = event_log.subscribe(GROUP, STREAMS)
     assert sorted(drain(successor, {}, len(appended)), key=key) == sorted(first, key=key), "a successor reads the same log"
     successor.close()
+
+
+def test_a_partition_is_caught_up_once_every_record_in_it_has_been_read(event_log, position_stream):
+    subscription = event_log.subscribe(GROUP, STREAMS)
+    everything = owning_everything(subscription, every_partition(position_stream))
+    assert subscription.caught_up({}) == everything, "an empty log: nothing to read anywhere"
+    event_log.append(DECISIONS, "only", "one")
+    positions: dict[Position, int] = {}
+    [record] = drain(subscription, positions, 1)
+    written = (record.stream, record.partition)
+    assert subscription.caught_up({}) == everything - {written}, "from the beginning, the record is still to read"
+    assert subscription.caught_up(positions) == everything, "past it, nothing is"
+    subscription.close()
 
 
 def test_poll_waits_for_records_and_gives_up_after_its_timeout(event_log, position_stream):
