@@ -389,13 +389,13 @@ class Server:
         return times
 
     def learner_backlog(self) -> int | None:
-        """Events appended to decide's embedded log that its learner has not consumed yet."""
+        """Events appended to decide's embedded log that its learner has not read yet."""
         if self.database is None:
             return None
         try:
             with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=5) as connection:
                 (appended,) = connection.execute("SELECT coalesce(sum(next_offset), 0) FROM log_partitions").fetchone()
-                (consumed,) = connection.execute("SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets").fetchone()
+                (consumed,) = connection.execute("SELECT coalesce(sum(coalesce(read_offset, next_offset)), 0) FROM consumer_offsets").fetchone()
             return int(appended - consumed)
         except sqlite3.Error:
             return None

@@ -134,7 +134,7 @@ def throughput(settings: Settings, args: argparse.Namespace, workdir: Path) -> d
     try:
         while time.monotonic() < deadline:
             with readers() as session:
-                consumed = session.scalar(select(func.coalesce(func.sum(ConsumerOffset.next_offset), 0)))
+                consumed = session.scalar(select(func.coalesce(func.sum(ConsumerOffset.read_offset), 0)))
                 learned = queries.current(session, "throughput").examples_learned
             now = time.perf_counter()
             if first is None and consumed:

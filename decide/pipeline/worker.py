@@ -116,7 +116,7 @@ class Worker:
                 closed = self.joiner.close_due(session, watermarks, now, configs.get)
                 versions = self.learner.learn(session, closed, now)
                 stored = self.joiner.replay_from(read)
-                _store_offsets(session, self._stored, stored)
+                _store_offsets(session, self._stored, stored, self._read, read)
         except IntegrityError as error:
             log.warning("another member stored the same rows first, reading again: %s", error.orig)
             self._forget(owned)
@@ -211,14 +211,22 @@ def _advanced(read: dict[Position, int], records: list[Record]) -> dict[Position
     return advanced
 
 
-def _store_offsets(session: Session, stored: dict[Position, int], wanted: dict[Position, int]) -> None:
-    changed = [{"at_stream": s, "at_partition": p, "next_offset": o} for (s, p), o in wanted.items() if (s, p) in stored and stored[s, p] != o]
-    new = [{"group": GROUP, "stream": s, "partition": p, "next_offset": o} for (s, p), o in wanted.items() if (s, p) not in stored]
-    if changed:
-        table = ConsumerOffset.__table__
-        moved = update(table).where(
-            table.c.group == GROUP, table.c.stream == bindparam("at_stream"), table.c.partition == bindparam("at_partition")
+def _store_offsets(
+    session: Session, stored: dict[Position, int], replay: dict[Position, int], was_read: dict[Position, int], read: dict[Position, int]
+) -> None:
+    """Store where a successor starts (``next_offset``) and, for operators, how far this worker read: the rows that moved."""
+    table = ConsumerOffset.__table__
+    rows = [
+        {"at_stream": s, "at_partition": p, "next_offset": o, "read_offset": read[s, p]}
+        for (s, p), o in replay.items()
+        if stored.get((s, p)) != o or was_read.get((s, p)) != read[s, p]
+    ]
+    if known := [row for row in rows if (row["at_stream"], row["at_partition"]) in stored]:
+        where = table.c.group == GROUP, table.c.stream == bindparam("at_stream"), table.c.partition == bindparam("at_partition")
+        session.execute(update(table).where(*where), known)
+    if new := [row for row in rows if (row["at_stream"], row["at_partition"]) not in stored]:
+        session.execute(
+            insert(table),
+            [{"group": GROUP, "stream": row["at_stream"], "partition": row["at_partition"], "next_offset": row["next_offset"],
+              "read_offset": row["read_offset"]} for row in new],
         )
-        session.execute(moved, changed)
-    if new:
-        session.execute(insert(ConsumerOffset.__table__), new)

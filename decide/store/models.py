@@ -68,6 +68,9 @@ class ConsumerOffset(Base):
     stream: Mapped[str] = mapped_column(String(64), primary_key=True)
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     next_offset: Mapped[int] = mapped_column(BigInteger)
+    """Where a successor starts reading: the first record of the oldest join held only in memory."""
+    read_offset: Mapped[int | None] = mapped_column(BigInteger)
+    """Where the worker had read to: the log's end less this is its lag. None before revision 0003."""
 
 
 class PendingJoin(Base):

@@ -1,6 +1,9 @@
-"""Pending joins remember their partition, so only the worker that owns it closes them.
+"""Workers hold young joins in memory: pending joins remember their partition, offsets how far was read.
 
-Joins written before this revision have none; any worker may close those.
+Only the worker that owns a partition closes its stored joins; joins written
+before this revision have none, and any worker may close those. A consumer
+offset is now where a successor must start reading, which can be behind where
+the worker has read to (``read_offset``, its lag against the log's end).
 
 Revision ID: 0003
 Revises: 0002
@@ -19,8 +22,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("pending_joins") as table:
         table.add_column(sa.Column("partition", sa.Integer, nullable=True))
+    with op.batch_alter_table("consumer_offsets") as table:
+        table.add_column(sa.Column("read_offset", sa.BigInteger, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("consumer_offsets") as table:
+        table.drop_column("read_offset")
     with op.batch_alter_table("pending_joins") as table:
         table.drop_column("partition")
