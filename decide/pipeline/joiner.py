@@ -39,6 +39,8 @@ from decide.store.models import Example, PendingJoin
 
 ConfigLookup = Callable[[str | None], LoopConfig]
 PENDING = PendingJoin.__table__
+STORED_CLOSE_LIMIT = 50_000
+"""Most stored joins one cycle closes per partition: after a long outage the rest wait for the next cycles."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ class Joiner:
             join = self.young.get(event.event_id) or self._stored.get(event.event_id)
             if join is None:
                 join = self.young[event.event_id] = self._open(event, record.partition, config_of)
+            join.partition = record.partition
             join.first_offsets.setdefault(record.stream, record.offset)
             if isinstance(event, Decision):
                 counts.duplicates += not _decide(join, event, record.value, config_of)
@@ -162,37 +165,30 @@ class Joiner:
         def due(join: Join) -> bool:
             return join.close_at <= _watermark(watermarks, join.partition)
 
-        never = float("-inf")
-        closing = [join for join in self.young.values() if join.close_at <= watermarks.get(join.partition, never)]
+        closing = [join for join in self.young.values() if due(join)]
         for join in closing:
             del self.young[join.event_id]
-        stored_due = [join for join in self._stored.values() if due(join)]
+        stored_due = {join.event_id: join for join in self._stored.values() if due(join)}
         update_rows = [join.row() for join in self._stored.values() if not due(join)]
-        if watermarks:
-            partitions = list(watermarks)
-            query = select(PENDING).where(
-                PENDING.c.close_at <= max(watermarks.values()),
-                PENDING.c.partition.in_(partitions) | PENDING.c.partition.is_(None),
-            )
-            for row in session.execute(query.order_by(PENDING.c.close_at).with_for_update(skip_locked=True)):
-                join = Join.from_row(row)
-                if join.event_id not in self._stored and due(join):
-                    stored_due.append(join)
+        for partition, watermark in watermarks.items():
+            mine = (PENDING.c.partition == partition) | PENDING.c.partition.is_(None)
+            query = select(PENDING).where(mine, PENDING.c.close_at <= watermark).order_by(PENDING.c.close_at).limit(STORED_CLOSE_LIMIT)
+            for row in session.execute(query.with_for_update(skip_locked=True)):
+                if row.event_id not in self._stored and row.event_id not in stored_due and due(join := Join.from_row(row)):
+                    stored_due[row.event_id] = join
         if update_rows:
             session.execute(
                 update(PENDING).where(PENDING.c.event_id == bindparam("key")),
                 [{"key": row.pop("event_id"), **row} for row in update_rows],
             )
-        for ids in id_chunks(session, {join.event_id for join in stored_due}):
+        for ids in id_chunks(session, set(stored_due)):
             session.execute(delete(PENDING).where(among(session, PENDING.c.event_id, ids)))
         self._spill(session, watermarks)
         self._stored = {}
-        return [_close(join, now, config_of) for join in closing + stored_due]
+        return [_close(join, now, config_of) for join in closing + list(stored_due.values())]
 
     def _spill(self, session: Session, watermarks: dict[int, float]) -> None:
-        limits = {partition: watermark - self.spill_after for partition, watermark in watermarks.items()}
-        never = float("-inf")
-        old = [join for join in self.young.values() if join.first_seen <= limits.get(join.partition, never)]
+        old = [join for join in self.young.values() if join.first_seen <= _watermark(watermarks, join.partition) - self.spill_after]
         insert_rows(session, PENDING, [join.row() for join in old])
         for join in old:
             del self.young[join.event_id]

@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy import bindparam, insert, select, tuple_, update
@@ -72,8 +73,8 @@ class Worker:
         self.metrics = metrics or PipelineMetrics(CollectorRegistry())
         self.joiner = Joiner(settings.join_spill_after)
         self._owned: set[Position] = set()
-        self._stored: dict[Position, int] | None = None
-        """The offsets in the database as this worker last read or wrote them; None: read them again."""
+        self._stored: dict[Position, Stored] | None = None
+        """The offset rows as this worker last read or wrote them; None: read them again."""
         self._read: dict[Position, int] = {}
         """Where this worker has read to, at or past the stored offsets."""
 
@@ -99,7 +100,7 @@ class Worker:
             self._forget(owned)
             with self.sessions() as session:
                 self._stored = _offsets(session, owned)
-            self._read = dict(self._stored)
+            self._read = {position: row.next_offset for position, row in self._stored.items()}
         records = self.subscription.poll(self._read, self.settings.worker_batch, timeout)
         read = _advanced(self._read, records)
         checked_at = self.clock()
@@ -115,8 +116,7 @@ class Worker:
                 now = self.clock()
                 closed = self.joiner.close_due(session, watermarks, now, configs.get)
                 versions = self.learner.learn(session, closed, now)
-                stored = self.joiner.replay_from(read)
-                _store_offsets(session, self._stored, stored, self._read, read)
+                stored = _store_offsets(session, self._stored, self.joiner.replay_from(read), read)
         except IntegrityError as error:
             log.warning("another member stored the same rows first, reading again: %s", error.orig)
             self._forget(owned)
@@ -194,13 +194,19 @@ class _ConfigCache:
         return self.cache[name]
 
 
-def _offsets(session: Session, owned: set[Position], lock: bool = False) -> dict[Position, int]:
+class Stored(NamedTuple):
+    next_offset: int
+    generation: int
+
+
+def _offsets(session: Session, owned: set[Position], lock: bool = False) -> dict[Position, Stored]:
     """Only the owned partitions' rows, so members owning other partitions never wait for this one."""
-    query = select(ConsumerOffset.stream, ConsumerOffset.partition, ConsumerOffset.next_offset).where(
-        ConsumerOffset.group == GROUP, tuple_(ConsumerOffset.stream, ConsumerOffset.partition).in_(sorted(owned))
+    table = ConsumerOffset.__table__
+    query = select(table.c.stream, table.c.partition, table.c.next_offset, table.c.generation).where(
+        table.c.group == GROUP, tuple_(table.c.stream, table.c.partition).in_(sorted(owned))
     )
     rows = session.execute(query.with_for_update() if lock else query)
-    return {(row.stream, row.partition): row.next_offset for row in rows}
+    return {(row.stream, row.partition): Stored(row.next_offset, row.generation) for row in rows}
 
 
 def _advanced(read: dict[Position, int], records: list[Record]) -> dict[Position, int]:
@@ -212,14 +218,14 @@ def _advanced(read: dict[Position, int], records: list[Record]) -> dict[Position
 
 
 def _store_offsets(
-    session: Session, stored: dict[Position, int], replay: dict[Position, int], was_read: dict[Position, int], read: dict[Position, int]
-) -> None:
-    """Store where a successor starts (``next_offset``) and, for operators, how far this worker read: the rows that moved."""
+    session: Session, stored: dict[Position, Stored], replay: dict[Position, int], read: dict[Position, int]
+) -> dict[Position, Stored]:
+    """Store where a successor starts, how far this worker read (for operators), and the next generation of every row."""
     table = ConsumerOffset.__table__
+    written = {position: Stored(offset, stored[position].generation + 1 if position in stored else 1) for position, offset in replay.items()}
     rows = [
-        {"at_stream": s, "at_partition": p, "next_offset": o, "read_offset": read[s, p]}
-        for (s, p), o in replay.items()
-        if stored.get((s, p)) != o or was_read.get((s, p)) != read[s, p]
+        {"at_stream": s, "at_partition": p, "next_offset": row.next_offset, "read_offset": read[s, p], "generation": row.generation}
+        for (s, p), row in written.items()
     ]
     if known := [row for row in rows if (row["at_stream"], row["at_partition"]) in stored]:
         where = table.c.group == GROUP, table.c.stream == bindparam("at_stream"), table.c.partition == bindparam("at_partition")
@@ -228,5 +234,6 @@ def _store_offsets(
         session.execute(
             insert(table),
             [{"group": GROUP, "stream": row["at_stream"], "partition": row["at_partition"], "next_offset": row["next_offset"],
-              "read_offset": row["read_offset"]} for row in new],
+              "read_offset": row["read_offset"], "generation": row["generation"]} for row in new],
         )
+    return written

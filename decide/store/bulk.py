@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
+import psycopg
 from sqlalchemy import ColumnElement, String, Table, any_, bindparam, insert
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 SQLITE_CHUNK = 10_000
@@ -37,7 +39,10 @@ def among(session: Session, column: ColumnElement[str], ids: list[str]) -> Colum
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert ``rows`` (all with the same keys) in the session's transaction."""
+    """Insert ``rows`` (all with the same keys) in the session's transaction.
+
+    A duplicate key raises SQLAlchemy's ``IntegrityError`` on either database, as an ORM insert would.
+    """
     if not rows:
         return
     if not is_postgres(session):
@@ -47,6 +52,9 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     quote = session.get_bind().dialect.identifier_preparer.quote
     statement = f"COPY {quote(table.name)} ({', '.join(quote(column) for column in columns)}) FROM STDIN"
     connection = session.connection().connection.driver_connection
-    with connection.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row([row[column] for column in columns])
+    try:
+        with connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([row[column] for column in columns])
+    except psycopg.IntegrityError as error:
+        raise IntegrityError(statement, None, error) from error

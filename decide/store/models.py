@@ -71,6 +71,8 @@ class ConsumerOffset(Base):
     """Where a successor starts reading: the first record of the oldest join held only in memory."""
     read_offset: Mapped[int | None] = mapped_column(BigInteger)
     """Where the worker had read to: the log's end less this is its lag. None before revision 0003."""
+    generation: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    """Bumped by every commit of the owned partitions: a member whose memory predates it starts over."""
 
 
 class PendingJoin(Base):
