@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -144,21 +145,36 @@ def loops() -> None:
     """Manage decision loops directly in the database."""
 
 
-def _with_session(database_url: str, operation):
-    from sqlalchemy.exc import IntegrityError
-
-    from decide.store import queries
+def in_write_transaction(database_url: str, operation, translate: Callable[[Exception], click.ClickException | None]):
+    """Run ``operation(session)`` in one write transaction; ``translate`` turns expected errors into messages."""
     from decide.store.db import make_engine, writer_sessions
 
     try:
         with writer_sessions(make_engine(database_url)).begin() as session:
             return operation(session)
-    except ConfigError as error:
-        raise click.BadParameter(str(error), param_hint=error.field) from error
-    except (queries.LoopNotFound, queries.VersionNotFound) as error:
-        raise click.ClickException(str(error)) from error
-    except IntegrityError as error:
-        raise click.ClickException("that loop already exists; change it with `decide loops configure`") from error
+    except Exception as error:
+        problem = translate(error)
+        if problem is None:
+            raise
+        raise problem from error
+
+
+def _loop_problem(error: Exception) -> click.ClickException | None:
+    from sqlalchemy.exc import IntegrityError
+
+    from decide.store import queries
+
+    if isinstance(error, ConfigError):
+        return click.BadParameter(str(error), param_hint=error.field)
+    if isinstance(error, (queries.LoopNotFound, queries.VersionNotFound)):
+        return click.ClickException(str(error))
+    if isinstance(error, IntegrityError):
+        return click.ClickException("that loop already exists; change it with `decide loops configure`")
+    return None
+
+
+def _with_session(database_url: str, operation):
+    return in_write_transaction(database_url, operation, _loop_problem)
 
 
 def _echo_json(data: Any) -> None:

@@ -25,20 +25,23 @@ def models() -> None:
     """Register models, and serve them through batched backends (docs/models.md)."""
 
 
-def _with_session(database_url: str, operation):
+def _model_problem(error: Exception) -> click.ClickException | None:
     from pydantic import ValidationError
 
     from decide.serving import registry
-    from decide.store.db import make_engine, writer_sessions
 
-    try:
-        with writer_sessions(make_engine(database_url)).begin() as session:
-            return operation(session)
-    except ValidationError as error:
+    if isinstance(error, ValidationError):
         first = error.errors(include_url=False)[0]
-        raise click.BadParameter(first["msg"].removeprefix("Value error, "), param_hint=".".join(map(str, first["loc"])) or "--set") from error
-    except (registry.ModelNotFound, registry.ModelExists) as error:
-        raise click.ClickException(str(error)) from error
+        return click.BadParameter(first["msg"].removeprefix("Value error, "), param_hint=".".join(map(str, first["loc"])) or "--set")
+    if isinstance(error, (registry.ModelNotFound, registry.ModelExists)):
+        return click.ClickException(str(error))
+    return None
+
+
+def _with_session(database_url: str, operation):
+    from decide.cli import in_write_transaction
+
+    return in_write_transaction(database_url, operation, _model_problem)
 
 
 def _changes(pairs: tuple[str, ...]) -> dict[str, Any]:
