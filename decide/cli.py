@@ -64,8 +64,8 @@ def serve(host: str, port: int, database_url: str, workers: int, threads: int, l
     gunicorn = [
         sys.executable, "-m", "gunicorn", "decide.api.wsgi:app",
         "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
-        "--worker-class", "gthread", "--access-logfile", "-" if os.environ.get("DECIDE_ACCESS_LOG") else "/dev/null",
-        "--graceful-timeout", "10",
+        "--worker-class", "gthread", "--graceful-timeout", "10",
+        *(["--access-logfile", "-"] if os.environ.get("DECIDE_ACCESS_LOG") else []),
     ]
     children = [subprocess.Popen(gunicorn, env=environment)]
     if learner:

@@ -9,7 +9,7 @@ twice (a producer retry, a replay) is recognised and counted once.
 from __future__ import annotations
 
 import json
-import uuid
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
@@ -27,7 +27,8 @@ JoinReason = Literal["observed", "default", "deactivated", "unmatched"]
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as 32 hex digits: event ids the API generates, and every record's id."""
+    return secrets.token_hex(16)
 
 
 @dataclass(frozen=True)
