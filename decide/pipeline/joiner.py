@@ -19,7 +19,9 @@ database. The worker's stored offsets stay at the first record of the oldest
 young join, so after a crash those records are read again and the joins rebuilt.
 A join still open ``spill_after`` seconds (event time) after its first record is
 written to ``pending_joins``; from then on the database holds it, and the
-offsets move on.
+offsets move on. Each cycle finds the young joins to close or spill, and the
+offsets to store, through heaps kept up as joins open and change
+(``_YoungIndex``): its cost follows the joins that change, not the thousands held.
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from heapq import heappop, heappush
+from itertools import count
 
 from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from decide.config import LoopConfig
 from decide.events.log import Position, Record
-from decide.events.schemas import Activation, Decision, Event, JoinReason, Reward, decode
+from decide.events.schemas import STREAMS, Activation, Decision, Event, JoinReason, Reward, decode
 from decide.store.bulk import among, id_chunks, insert_rows
 from decide.store.models import Example, PendingJoin
 
@@ -111,10 +115,12 @@ class Joiner:
         """Per stream partition, the latest event timestamp read: how far its records have got."""
         self._stored: dict[str, Join] = {}
         """Joins loaded from ``pending_joins`` this cycle (and locked): written back or deleted at close."""
+        self._index = _YoungIndex(self.young)
 
     def forget(self) -> None:
         """Drop everything in memory; the records are read again from the stored offsets."""
         self.young.clear()
+        self._index.clear()
         self.event_time.clear()
         self._stored.clear()
 
@@ -141,12 +147,15 @@ class Joiner:
                 join = self.young[event.event_id] = self._open(event, record.partition, config_of)
             join.partition = record.partition
             join.first_offsets.setdefault(record.stream, record.offset)
+            close_at = join.close_at
             if isinstance(event, Decision):
                 counts.duplicates += not _decide(join, event, record.value, config_of)
             elif isinstance(event, Reward):
                 counts.duplicates += not _add_reward(join, event)
             else:
                 _activate(join, event, config_of)
+            if event.event_id in self.young:
+                self._index.update(join, record, close_at)
         return counts
 
     @staticmethod
@@ -165,9 +174,7 @@ class Joiner:
         def due(join: Join) -> bool:
             return join.close_at <= _watermark(watermarks, join.partition)
 
-        closing = [join for join in self.young.values() if due(join)]
-        for join in closing:
-            del self.young[join.event_id]
+        closing = self._index.take_due(watermarks)
         stored_due = {join.event_id: join for join in self._stored.values() if due(join)}
         update_rows = [join.row() for join in self._stored.values() if not due(join)]
         for partition, watermark in watermarks.items():
@@ -188,20 +195,111 @@ class Joiner:
         return [_close(join, now, config_of) for join in closing + list(stored_due.values())]
 
     def _spill(self, session: Session, watermarks: dict[int, float]) -> None:
-        old = [join for join in self.young.values() if join.first_seen <= _watermark(watermarks, join.partition) - self.spill_after]
+        old = self._index.take_old(watermarks, self.spill_after)
         insert_rows(session, PENDING, [join.row() for join in old])
-        for join in old:
-            del self.young[join.event_id]
 
     def replay_from(self, read: dict[Position, int]) -> dict[Position, int]:
         """Offsets to store: where reading must resume after a crash so that every young join is rebuilt."""
-        positions = dict(read)
-        for join in self.young.values():
-            for stream, offset in join.first_offsets.items():
-                position = (stream, join.partition)
-                if position in positions:
-                    positions[position] = min(positions[position], offset)
-        return positions
+        return {position: min(offset, self._index.first_offset(position, offset)) for position, offset in read.items()}
+
+
+class _YoungIndex:
+    """The young joins ordered by close time and first record, so that a cycle finds the ones to close or spill,
+    and the offsets to replay from, in time proportional to the joins that change rather than to all those held.
+
+    Per partition, min-heaps of (close_at, event id) and (first_seen, event id); per stream partition, of (first
+    offset, event id). A record's partition is the same in every stream (see ``decide.events.log``), so a join stays
+    in its partition's heaps. Entries are never removed in place: one is stale once its join has left ``young`` or
+    its key has changed (close_at moves when a decision or activation comes after a reward opened the join; the new
+    one is pushed then), and is dropped on reaching the top. Stale entries that take long to get there (a spilled
+    join's close time, minutes away) are dropped by rebuilding the heaps when they could outnumber the live ones.
+    """
+
+    LIVE_PER_JOIN = 2 + len(STREAMS)
+    """Most live entries one young join has: its close time, its first timestamp, and a first offset per stream."""
+
+    def __init__(self, young: dict[str, Join]) -> None:
+        self._young = young
+        self._order: dict[str, int] = {}
+        """Each young join's place in ``young``'s (opening) order. Joins are closed and spilled in that order, as a scan
+        of ``young`` gave them, so the learner and ``pending_joins`` see the same sequence."""
+        self._opened = count()
+        self._close_at: dict[int | None, list[tuple[float, str]]] = {}
+        self._first_seen: dict[int | None, list[tuple[float, str]]] = {}
+        self._first_offset: dict[Position, list[tuple[int, str]]] = {}
+
+    def clear(self) -> None:
+        self._order.clear()
+        self._close_at.clear()
+        self._first_seen.clear()
+        self._first_offset.clear()
+
+    def update(self, join: Join, record: Record, close_at: float) -> None:
+        """Index a young join that ``record`` opened or changed; ``close_at`` is its close time before the record."""
+        if join.event_id not in self._order:
+            self._add(join)
+            return
+        if join.close_at != close_at:
+            _push(self._close_at, join.partition, join.close_at, join.event_id)
+        if join.first_offsets[record.stream] == record.offset:
+            _push(self._first_offset, (record.stream, join.partition), record.offset, join.event_id)
+
+    def _add(self, join: Join) -> None:
+        self._order[join.event_id] = next(self._opened)
+        _push(self._close_at, join.partition, join.close_at, join.event_id)
+        _push(self._first_seen, join.partition, join.first_seen, join.event_id)
+        for stream, offset in join.first_offsets.items():
+            _push(self._first_offset, (stream, join.partition), offset, join.event_id)
+
+    def take_due(self, watermarks: dict[int, float]) -> list[Join]:
+        """Remove from ``young`` and return, in its order, the joins whose close time has passed their watermark."""
+        self._drop_stale()
+        return self._take(self._close_at, lambda partition: _watermark(watermarks, partition), lambda join: join.close_at)
+
+    def take_old(self, watermarks: dict[int, float], spill_after: float) -> list[Join]:
+        """Remove from ``young`` and return, in its order, the joins first seen ``spill_after`` before their watermark."""
+        return self._take(
+            self._first_seen, lambda partition: _watermark(watermarks, partition) - spill_after, lambda join: join.first_seen
+        )
+
+    def _take(
+        self, heaps: dict[int | None, list[tuple[float, str]]], limit_of: Callable[[int | None], float],
+        key: Callable[[Join], float],
+    ) -> list[Join]:
+        taken: list[tuple[int, Join]] = []
+        for partition, heap in heaps.items():
+            limit = limit_of(partition)
+            while heap and heap[0][0] <= limit:
+                value, event_id = heappop(heap)
+                join = self._young.get(event_id)
+                if join is not None and key(join) == value:
+                    taken.append((self._order.pop(event_id), join))
+                    del self._young[event_id]
+        taken.sort()
+        return [join for _, join in taken]
+
+    def first_offset(self, position: Position, default: int) -> int:
+        """The least first offset at ``position`` of the young joins, or ``default`` where none was read there."""
+        heap = self._first_offset.get(position)
+        while heap:
+            offset, event_id = heap[0]
+            join = self._young.get(event_id)
+            if join is not None and join.first_offsets.get(position[0]) == offset:
+                return offset
+            heappop(heap)
+        return default
+
+    def _drop_stale(self) -> None:
+        """Rebuild the heaps once stale entries could outnumber live ones: amortized, a constant per entry pushed."""
+        groups: list[dict] = [self._close_at, self._first_seen, self._first_offset]
+        if sum(len(heap) for heaps in groups for heap in heaps.values()) > 2 * self.LIVE_PER_JOIN * len(self._young):
+            self.clear()
+            for join in self._young.values():
+                self._add(join)
+
+
+def _push(heaps: dict, group: object, key: float, event_id: str) -> None:
+    heappush(heaps.setdefault(group, []), (key, event_id))
 
 
 def _watermark(watermarks: dict[int, float], partition: int | None) -> float:
