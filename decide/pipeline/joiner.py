@@ -27,7 +27,7 @@ offsets to store, through heaps kept up as joins open and change
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from itertools import count
@@ -105,6 +105,12 @@ class Join:
         )
 
 
+def decoded(records: Iterable[Record]) -> list[tuple[Record, Event]]:
+    """Each record with its event. Done before the worker's transaction opens: on SQLite that transaction holds
+    the database's only write lock, which every API append waits for."""
+    return [(record, decode(record.value)) for record in records]
+
+
 class Joiner:
     """The joins of the partitions one worker owns: young ones in memory, older ones in ``pending_joins``."""
 
@@ -124,10 +130,9 @@ class Joiner:
         self.event_time.clear()
         self._stored.clear()
 
-    def apply(self, session: Session, records: Iterable[Record], config_of: ConfigLookup) -> JoinCounts:
-        """Fold logged records into the joins; a decision is kept as it was logged."""
+    def apply(self, session: Session, logged: Sequence[tuple[Record, Event]], config_of: ConfigLookup) -> JoinCounts:
+        """Fold logged records, with their events (see ``decoded``), into the joins; a decision is kept as it was logged."""
         self._stored = {}
-        logged = [(record, decode(record.value)) for record in records]
         unseen = {event.event_id for _, event in logged if event.event_id not in self.young}
         # Lock stored joins first, then look for closed ones: a join another member closes meanwhile is then seen closed.
         for ids in id_chunks(session, unseen):

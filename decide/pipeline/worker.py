@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from decide.config import LoopConfig, Settings
 from decide.events.log import EventLog, Position, Record
 from decide.events.schemas import STREAMS
-from decide.pipeline.joiner import JoinCounts, Joiner
+from decide.pipeline.joiner import JoinCounts, Joiner, decoded
 from decide.pipeline.learner import Learner, LearnedVersion
 from decide.pipeline.metrics import PipelineMetrics
 from decide.store import queries
@@ -102,6 +102,7 @@ class Worker:
                 self._stored = _offsets(session, owned)
             self._read = {position: row.next_offset for position, row in self._stored.items()}
         records = self.subscription.poll(self._read, self.settings.worker_batch, timeout)
+        logged = decoded(records)
         read = _advanced(self._read, records)
         checked_at = self.clock()
         caught_up = self.subscription.caught_up(read)
@@ -111,7 +112,7 @@ class Worker:
                     self._forget(owned)
                     return CycleResult(conflict=True)
                 configs = _ConfigCache(session, self.settings.default_loop)
-                counts = self.joiner.apply(session, records, configs.get)
+                counts = self.joiner.apply(session, logged, configs.get)
                 watermarks = self._watermarks(owned, caught_up, checked_at)
                 now = self.clock()
                 closed = self.joiner.close_due(session, watermarks, now, configs.get)

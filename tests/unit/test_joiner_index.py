@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from decide.config import LoopConfig
 from decide.events.log import Position, Record
 from decide.events.schemas import DECISIONS, REWARDS, Activation, Decision, Event, Reward, encode
-from decide.pipeline.joiner import PENDING, Joiner, _YoungIndex, archive
+from decide.pipeline.joiner import PENDING, Joiner, _YoungIndex, archive, decoded
 from decide.store.db import make_engine, writer_sessions
 from decide.store.models import Base
 
@@ -129,7 +129,7 @@ def test_closing_spilling_and_replay_offsets_match_a_scan_of_every_young_join(tm
             read[record.stream, record.partition] = record.offset + 1
 
         with sessions.begin() as session:
-            joiner.apply(session, records, config_of)
+            joiner.apply(session, decoded(records), config_of)
             watermarks = {}
             for partition in range(PARTITIONS):
                 streams = [(stream, partition) for stream in (DECISIONS, REWARDS)]
