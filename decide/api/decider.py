@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Engine, Executable, bindparam, select
 
 from decide.api.metrics import Metrics
 from decide.api.policy_cache import PolicyCache, ServedPolicy
@@ -29,11 +29,13 @@ from decide.features import FeatureError
 from decide.serving.router import ModelRouter
 from decide.store import queries
 from decide.store.db import sessions
-from decide.store.models import Example
+from decide.store.models import Example, Loop
 
 
 _CLOSED = select(Example.event_id).where(Example.event_id == bindparam("event_id"))
 _SQLITE_CLOSED = f"SELECT 1 FROM {Example.__tablename__} WHERE event_id = ?"
+_VERSIONS = select(Loop.name, Loop.current_version)
+_SQLITE_VERSIONS = f"SELECT name, current_version FROM {Loop.__tablename__}"
 SQLITE_READ_TIMEOUT = 30.0
 
 
@@ -84,7 +86,7 @@ class Decider:
         self.log = event_log
         self.settings = settings
         self.metrics = metrics
-        self.policies = PolicyCache(sessions(engine), settings.poll_interval)
+        self.policies = PolicyCache(sessions(engine), settings.poll_interval, read_versions=self._current_versions)
         self.models = ModelRouter(sessions(engine), settings.backend_dir, settings.poll_interval, metrics.registry)
         self._sqlite_file = sqlite_file(engine)
         self._readers = threading.local()
@@ -185,15 +187,24 @@ class Decider:
             raise not_found(f"{error}; create it with POST /loops or `decide loops create {loop}`", field) from error
 
     def _closed(self, event_id: str) -> bool:
-        """Whether the event's join has closed: a primary-key lookup in the archive of closed joins.
+        """Whether the event's join has closed: a primary-key lookup in the archive of closed joins."""
+        return bool(self._read(_CLOSED, _SQLITE_CLOSED, {"event_id": event_id}))
 
-        On a SQLite file it runs as plain SQL on the thread's own connection: through
-        the engine, the pool checkout, BEGIN and ROLLBACK cost ten times the lookup.
+    def _current_versions(self) -> dict[str, int]:
+        """Every loop's served version, which the policy cache looks at every ``poll_interval``."""
+        return dict(self._read(_VERSIONS, _SQLITE_VERSIONS, {}))
+
+    def _read(self, statement: Executable, sqlite_sql: str, parameters: dict[str, Any]) -> list[tuple]:
+        """The rows of a small query that every request or every poll makes.
+
+        On a SQLite file it runs as plain SQL (``parameters`` in order) on the thread's
+        own connection: through the engine, the pool checkout, BEGIN and ROLLBACK cost
+        ten times the lookup.
         """
         if self._sqlite_file is None:
             with self.engine.connect() as connection:
-                return connection.execute(_CLOSED, {"event_id": event_id}).first() is not None
-        return self._sqlite_reader().execute(_SQLITE_CLOSED, (event_id,)).fetchone() is not None
+                return [tuple(row) for row in connection.execute(statement, parameters)]
+        return self._sqlite_reader().execute(sqlite_sql, tuple(parameters.values())).fetchall()
 
     def _generator(self) -> np.random.Generator:
         """This thread's decision generator, reset by ``decision_rng`` for every decision."""

@@ -7,6 +7,7 @@ of its commit, without any request paying more than the rare reload.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,23 +49,34 @@ def load(session: Session, loop: str, number: int) -> ServedPolicy:
 
 class PolicyCache:
     def __init__(
-        self, sessions: sessionmaker[Session], poll_interval: float, clock: Callable[[], float] = time.monotonic
+        self,
+        sessions: sessionmaker[Session],
+        poll_interval: float,
+        clock: Callable[[], float] = time.monotonic,
+        read_versions: Callable[[], dict[str, int]] | None = None,
     ) -> None:
+        """``read_versions`` gives every loop's current version (by default an ORM query on ``sessions``)."""
         self.sessions = sessions
         self.poll_interval = poll_interval
         self.clock = clock
+        self.read_versions = read_versions or self._query_versions
         self.served: dict[str, ServedPolicy] = {}
         self.versions: dict[str, int] = {}
         self.checked_at = -float("inf")
+        self._refreshing = threading.Lock()
 
     def get(self, loop: str) -> ServedPolicy:
         """The policy to serve for ``loop`` now; raises ``LoopNotFound``.
 
-        A loop this worker has not seen yet forces a look, so a loop is usable
-        as soon as its creation is acknowledged.
+        When a look is due, one thread looks and the others serve what is known
+        meanwhile. A loop this worker has not seen yet forces a look, so a loop is
+        usable as soon as its creation is acknowledged.
         """
-        if self.clock() - self.checked_at >= self.poll_interval:
-            self._refresh()
+        if self.clock() - self.checked_at >= self.poll_interval and self._refreshing.acquire(blocking=False):
+            try:
+                self._refresh()
+            finally:
+                self._refreshing.release()
         if loop not in self.versions:
             self._refresh()
         number = self.versions.get(loop)
@@ -77,8 +89,11 @@ class PolicyCache:
         return served
 
     def _refresh(self) -> None:
-        with self.sessions() as session:
-            self.versions = queries.current_versions(session)
+        self.versions = self.read_versions()
         self.checked_at = self.clock()
         for gone in set(self.served) - set(self.versions):
-            del self.served[gone]
+            self.served.pop(gone, None)
+
+    def _query_versions(self) -> dict[str, int]:
+        with self.sessions() as session:
+            return queries.current_versions(session)
