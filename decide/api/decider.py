@@ -101,11 +101,7 @@ class Decider:
         served = self._served(loop, "loop")
         event_id = request.eventId or new_id()
         try:
-            actions = served.space.action_set(
-                request.contextFeatures or [],
-                [{"id": action.id, "features": action.features} for action in request.actions],
-                tuple(request.excludedActions or ()),
-            )
+            actions = served.space.action_set(request.contextFeatures or [], request.actions, tuple(request.excludedActions or ()))
         except FeatureError as error:
             raise invalid(error.path, str(error)) from error
         if not (np.isfinite(actions.features).all() and np.isfinite(actions.context).all()):
@@ -126,7 +122,7 @@ class Decider:
             timestamp=time.time(),
             policy_version=served.version,
             context=_as_list(request.contextFeatures),
-            actions=[{"id": action.id, "features": _as_list(action.features)} for action in request.actions],
+            actions=[{"id": action["id"], "features": _as_list(action.get("features"))} for action in request.actions],
             excluded=list(request.excludedActions or ()),
             chosen=actions.ids[chosen],
             probabilities=probabilities,
@@ -172,7 +168,7 @@ class Decider:
                 f"{len(request.actions)} actions is more than the limit of {self.settings.max_actions}; "
                 "send fewer candidates or raise DECIDE_MAX_ACTIONS",
             )
-        seen = {action.id for action in request.actions}
+        seen = {action["id"] for action in request.actions}
         excluded = request.excludedActions or []
         for index, action_id in enumerate(excluded):
             if action_id not in seen:
