@@ -89,7 +89,10 @@ def main() -> int:
     from ceiling_app import app as ceiling
 
     from decide.api import create_app
+    import numpy as np
+
     from decide.api.decider import decision_rng
+    from decide.api.context import parse_body
     from decide.api.schemas import RankRequest
     from decide.cli import _prepare
     from decide.config import Settings
@@ -121,12 +124,13 @@ def main() -> int:
     print(f"  ceiling/decide = {ceiling_ms / decide_ms:.2f} (the throughput ratio if both were CPU-bound here)\n")
 
     decider = app.extensions["decide"].decider
+    generator = np.random.Generator(np.random.PCG64())  # each request thread reuses one, as Decider.rank does
     served = decider.policies.get(settings.default_loop)
-    requests = [RankRequest.model_validate_json(body) for body in bodies]
-    sets = [served.space.action_set(r.contextFeatures, [a.model_dump() for a in r.actions]) for r in requests]
+    requests = [parse_body(RankRequest, body) for body in bodies]
+    sets = [served.space.action_set(r.contextFeatures, r.actions) for r in requests]
     event = Decision(
         event_id="x" * 32, loop="default", timestamp=0.0, policy_version=1, context=requests[0].contextFeatures,
-        actions=[{"id": a.id, "features": a.features} for a in requests[0].actions], excluded=[], chosen="a",
+        actions=requests[0].actions, excluded=[], chosen="a",
         probabilities=[0.1] * 10,
     )
     text = encode(event)
@@ -140,11 +144,11 @@ def main() -> int:
     stages = {
         "whole rank, through WSGI": lambda i: call(app, "/rank", bodies[i % 256]),
         "whole rank, ceiling app": lambda i: call(ceiling, "/rank", bodies[i % 256]),
-        "parse + validate (pydantic)": lambda i: RankRequest.model_validate_json(bodies[i % 256]),
-        "featurize (FeatureSpace.action_set)": lambda i: served.space.action_set(
-            requests[i % 256].contextFeatures, [{"id": a.id, "features": a.features} for a in requests[i % 256].actions]),
-        "decision_rng": lambda i: decision_rng(str(i), 1),
-        "policy probabilities (with decision_rng)": lambda i: served.policy.probabilities(served.snapshot, sets[i % 256], decision_rng(str(i), 1)),
+        "parse + validate (orjson, pydantic)": lambda i: parse_body(RankRequest, bodies[i % 256]),
+        "featurize (FeatureSpace.action_set)": lambda i: served.space.action_set(requests[i % 256].contextFeatures, requests[i % 256].actions),
+        "decision_rng": lambda i: decision_rng(str(i), 1, generator),
+        "policy probabilities (with decision_rng)": lambda i: served.policy.probabilities(
+            served.snapshot, sets[i % 256], decision_rng(str(i), 1, generator)),
         "encode the decision event (json)": lambda i: encode(event),
         "event log append (one transaction)": lambda i: decider.log.append("decisions", f"bench-{i}", text),
         "reward's joined-event check (SELECT)": lambda i: decider._closed(f"bench-{i}"),
