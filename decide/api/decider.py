@@ -12,6 +12,8 @@ import os
 import sqlite3
 import threading
 import time
+from bisect import bisect_right
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ from decide.events.embedded import sqlite_file
 from decide.events.log import EventLog, LogUnavailable
 from decide.events.schemas import Activation, Decision, Event, Reward, encode, new_id, stream_of
 from decide.features import FeatureError
+from decide.policies.params import NonFiniteInput
 from decide.serving.router import ModelRouter
 from decide.store import queries
 from decide.store.db import sessions
@@ -67,15 +70,16 @@ def ranking(ids: tuple[str, ...], probabilities: list[float], chosen: int) -> li
     return [{"id": ids[i], "probability": probabilities[i]} for i in order]
 
 
-def choose(probabilities: np.ndarray, rng: np.random.Generator) -> int:
+def choose(probabilities: list[float], rng: np.random.Generator) -> int:
     """Index drawn with ``probabilities``: the very draw of ``rng.choice(len(p), p=p)``, without its checks.
 
     The vector comes from a policy, which guarantees a distribution; the checks
-    cost more than the draw.
+    cost more than the draw, and on a few numbers plain Python beats numpy's calls
+    (the same sums and divisions, so the same index).
     """
-    cdf = np.cumsum(probabilities)
-    cdf /= cdf[-1]
-    return int(cdf.searchsorted(rng.random(), side="right"))
+    cdf = list(accumulate(probabilities))
+    total = cdf[-1]
+    return bisect_right([value / total for value in cdf], rng.random())
 
 
 class Decider:
@@ -104,17 +108,18 @@ class Decider:
             actions = served.space.action_set(request.contextFeatures or [], request.actions, tuple(request.excludedActions or ()))
         except FeatureError as error:
             raise invalid(error.path, str(error)) from error
-        if not (np.isfinite(actions.features).all() and np.isfinite(actions.context).all()):
-            raise invalid(
-                "contextFeatures",
-                "feature values are so large that they overflow when combined with each other; scale them down",
-            )
         if served.config.models and (misfit := self.models.misfit(served.config.models, actions.ids)):
             raise invalid(*misfit)
         rng = decision_rng(event_id, served.version, self._generator())
-        distribution = served.policy.probabilities(served.snapshot, actions, rng)
-        chosen = choose(distribution, rng)
+        try:
+            distribution = served.policy.probabilities(served.snapshot, actions, rng)
+        except NonFiniteInput as error:  # the policy checks the vectors it uses
+            raise invalid(
+                "contextFeatures",
+                "feature values are so large that they overflow when combined with each other; scale them down",
+            ) from error
         probabilities = distribution.tolist()
+        chosen = choose(probabilities, rng)
         answer = self.models.answer(actions.ids[chosen], _as_list(request.contextFeatures)) if served.config.models else None
         decision = Decision(
             event_id=event_id,

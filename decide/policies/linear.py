@@ -31,7 +31,6 @@ from decide.policies.params import (
 )
 from decide.policies.state import (
     argmax_distribution,
-    eligible_indices,
     floor_mix,
     win_frequencies,
 )
@@ -123,9 +122,9 @@ class LinearPolicy(Policy):
 
         In shared mode the rows also give the scores' joint covariance (F Fᵀ); in
         per-action mode the scores are independent. Without parameters an action
-        falls back to the prior (θ = 0, L = I/√λ).
+        falls back to the prior (θ = 0, L = I/√λ). Whether any action is eligible
+        is the callers' to check, when they turn the scores into probabilities.
         """
-        eligible_indices(actions.eligible)
         k, d = len(actions.ids), self.dimension
         if not self.per_action:
             x = checked_array(actions.features, (k, d), "features")
@@ -215,11 +214,10 @@ class LinearThompson(LinearPolicy):
         means, rows = self._scores(snapshot, actions)
         normals = rng.standard_normal(((self.samples + 1) // 2, len(means)))
         if self.per_action:
-            half = normals * np.linalg.norm(rows, axis=1)
+            noise = normals * (self.scale * np.linalg.norm(rows, axis=1))
         else:
-            half = normals @ covariance_factor(rows @ rows.T).T
-        noise = np.concatenate((half, -half))[: self.samples]
-        draws = means + self.scale * noise
+            noise = normals @ covariance_factor(self.scale**2 * (rows @ rows.T)).T
+        draws = np.concatenate((means + noise, means - noise))[: self.samples]
         return floor_mix(win_frequencies(draws, actions.eligible), actions.eligible, self.floor)
 
 

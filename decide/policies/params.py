@@ -60,11 +60,15 @@ def check_bool(name: str, value: object) -> None:
         raise ValueError(f"{name} must be true or false, got {value!r}")  # noqa: TRY004
 
 
+class NonFiniteInput(ValueError):
+    """An input array holds NaN or an infinity; in a decision, feature values so large that their products overflow."""
+
+
 def checked_array(value: object, shape: tuple[int, ...], what: str) -> np.ndarray:
     """``value`` as a finite float64 array of exactly ``shape``."""
     array = np.asarray(value, dtype=np.float64)
     if array.shape != shape:
         raise ValueError(f"{what} has shape {array.shape}, expected {shape}")
     if not np.isfinite(array).all():
-        raise ValueError(f"{what} contains a non-finite value")
+        raise NonFiniteInput(f"{what} contains a non-finite value")
     return array

@@ -17,7 +17,7 @@ def test_choose_draws_exactly_what_rng_choice_draws() -> None:
             p[3] = 1.0
         p /= p.sum()
         expected = decision_rng(f"event-{seed}", 4).choice(len(p), p=p)
-        assert choose(p, decision_rng(f"event-{seed}", 4)) == expected
+        assert choose(p.tolist(), decision_rng(f"event-{seed}", 4)) == expected
 
 
 def test_ranking_puts_the_chosen_action_first_then_by_probability() -> None:
