@@ -22,12 +22,15 @@ LOOP = "crash"
 CONFIG = {"policy": "linucb", "rewardWaitTime": 0.0, "updateInterval": 0.01}
 
 
-def fill(service, seed: int = 7) -> None:
-    """The same decisions and rewards, with windows that have already closed."""
+CHUNK = 100
+
+
+def logged_events(seed: int = 7) -> list[Decision | Reward]:
+    """The same decisions and rewards every time, with windows that have already closed."""
     rng = np.random.default_rng(seed)
-    log = service.app.extensions["decide"].event_log
     start = time.time() - 1000
     actions = [{"id": f"a{i}", "features": [{"colour": f"c{i % 3}"}]} for i in range(4)]
+    events: list[Decision | Reward] = []
     for number in range(EVENTS):
         chosen = f"a{rng.integers(4)}"
         decision = Decision(
@@ -35,8 +38,14 @@ def fill(service, seed: int = 7) -> None:
             context=[{"user": {"segment": f"s{rng.integers(5)}", "x": float(rng.normal())}}],
             actions=actions, excluded=[], chosen=chosen, probabilities=[0.25] * 4,
         )
-        for event in (decision, Reward(f"e{number}", float(rng.random() < 0.3), decision.timestamp, loop=LOOP)):
-            log.append(stream_of(event), event.event_id, encode(event))
+        events += [decision, Reward(f"e{number}", float(rng.random() < 0.3), decision.timestamp, loop=LOOP)]
+    return events
+
+
+def fill(service, events: list[Decision | Reward]) -> None:
+    log = service.app.extensions["decide"].event_log
+    for event in events:
+        log.append(stream_of(event), event.event_id, encode(event))
 
 
 def learned_statistics(service) -> tuple[dict[str, np.ndarray], int]:
@@ -56,27 +65,38 @@ def start_worker(database_url: str) -> subprocess.Popen:
 
 
 def test_sigkill_mid_stream_then_restart_equals_an_uninterrupted_pass(database_url, tmp_path):
+    events = logged_events()
     crashed = make_service(database_url)
     crashed.create_loop(LOOP, **CONFIG)
-    fill(crashed)
 
     reference = make_service(f"sqlite:///{tmp_path / 'reference.db'}")
     reference.create_loop(LOOP, **CONFIG)
-    fill(reference)
+    fill(reference, events)
     reference.learn_all(cycles=500)
     expected, expected_count = learned_statistics(reference)
     assert expected_count == EVENTS
 
-    kills = 0
+    # The test paces the stream: it kills the worker right after handing it a fresh chunk, with chunks
+    # still to come, so each kill lands mid-stream however fast the worker gets through its backlog.
+    chunks = [events[start:start + 2 * CHUNK] for start in range(0, len(events), 2 * CHUNK)]
+    produced = kills = 0
     worker = start_worker(database_url)
+    for kill in (1, 2, 3):
+        while produced < kill * len(chunks) // 4:
+            fill(crashed, chunks[produced])
+            produced += 1
+        deadline = time.monotonic() + 60
+        while archived(crashed) < (produced - 1) * CHUNK and time.monotonic() < deadline:
+            time.sleep(0.01)
+        fill(crashed, chunks[produced])
+        produced += 1
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+        kills += archived(crashed) < EVENTS
+        worker = start_worker(database_url)
+    fill(crashed, [event for chunk in chunks[produced:] for event in chunk])
     deadline = time.monotonic() + 120
     while archived(crashed) < EVENTS and time.monotonic() < deadline:
-        done = archived(crashed)
-        if kills < 3 and done >= (kills + 1) * EVENTS // 4:
-            os.kill(worker.pid, signal.SIGKILL)
-            worker.wait()
-            kills += 1
-            worker = start_worker(database_url)
         time.sleep(0.01)
     settle = time.monotonic() + 30
     while learned_statistics(crashed)[1] < EVENTS and time.monotonic() < settle:

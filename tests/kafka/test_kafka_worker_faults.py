@@ -20,6 +20,7 @@ from tests.conftest import make_service
 from tests.kafka.conftest import assert_same_statistics, events, one_pass_statistics
 
 EVENTS = 3000
+CHUNK = 100
 LOOP = "faults"
 
 
@@ -32,13 +33,22 @@ def test_a_worker_killed_mid_stream_and_restarted_ends_where_one_uninterrupted_p
     batch = {"DECIDE_WORKER_BATCH": "200", "DECIDE_JOIN_GRACE": "0"}
     worker = deployment.start_worker(**batch)
     deployment.wait_for(lambda: deployment.consumed(REWARDS) == EVENTS, 60, "the rewards to be consumed")
-    deployment.produce(decisions)
+    # The test paces the stream: it kills the worker right after handing it a fresh chunk, with chunks
+    # still to come, so each kill lands mid-stream however fast the worker gets through its backlog.
+    chunks = [decisions[start:start + CHUNK] for start in range(0, EVENTS, CHUNK)]
+    produced = 0
     for kill in (1, 2):
-        deployment.wait_for(lambda: len(deployment.archived()) >= kill * EVENTS // 3, 60, f"{kill}/3 of the joins")
-        assert len(deployment.archived()) < EVENTS, "the kill must land mid-stream"
+        while produced < kill * len(chunks) // 3:
+            deployment.produce(chunks[produced])
+            produced += 1
+        deployment.wait_for(lambda: len(deployment.archived()) >= (produced - 1) * CHUNK, 60, f"{kill}/3 of the joins")
+        deployment.produce(chunks[produced])
+        produced += 1
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
+        assert len(deployment.archived()) < EVENTS, "the kill must land mid-stream"
         worker = deployment.start_worker(**batch)
+    deployment.produce([decision for chunk in chunks[produced:] for decision in chunk])
     deployment.wait_for(lambda: deployment.learned(LOOP)[1] >= EVENTS, 90, "every example to be learned")
 
     statistics, learned = deployment.learned(LOOP)
