@@ -2,6 +2,7 @@
 
     python benchmarks/api_load.py                       # 1 round, 20 s per server
     python benchmarks/api_load.py --rounds 3 --duration 30 --json results.json
+    python benchmarks/api_load.py --interleave --rounds 10 --duration 8 --warmup 2   # both servers up, taking turns
 
 What it does, per round:
 
@@ -640,6 +641,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--loop-config", default="", help='JSON settings for the default loop, e.g. \'{"policy": "linucb"}\' (default: its defaults)')
     parser.add_argument("--no-learner", action="store_true", help="diagnosis only: serve decide without its learner process")
     parser.add_argument("--only", choices=["decide", "ceiling"], help="measure one server only (no ratio)")
+    parser.add_argument("--interleave", action="store_true",
+                        help="start both servers once and let the rounds take turns (ceiling, decide, then decide, ceiling, ...), "
+                             "instead of a fresh pair of servers per round: steadier ratios on a machine whose speed drifts")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write every round's numbers and the summary here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (databases, server logs)")
@@ -657,6 +661,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def measure_target(server: Server, target: str, number: int, args) -> dict:
+    """Wait until ``server`` is idle, measure it, and say what was measured."""
+    server.wait_quiet()
+    m = measure(server, args, f"{target}" + (f" r{number}" if args.rounds > 1 else ""))
+    print(f"  {target}: rank {m['rank_per_s']:.0f}/s, reward {m['reward_per_s']:.0f}/s, rank p50 {m['rank_p50_ms']:.1f} ms, "
+          f"p99 {m['rank_p99_ms']:.1f} ms, server CPU {m['server_cpu_ms_per_request']:.2f} ms/request, "
+          f"connections per worker {m['connections_per_worker']}, errors {m['errors']}"
+          + (f", learner backlog {m['learner_backlog']} events" if m["learner_backlog"] is not None else ""),
+          file=sys.stderr)
+    return m
+
+
+def interleaved_rounds(args, targets: list[str], workdir: Path) -> list[dict]:
+    """Both servers stay up; the rounds take turns (ceiling, decide, then decide, ceiling, ...).
+
+    Only one server has load at a time, and each measurement starts once the other
+    is idle (decide's learner caught up). A drift in the machine's speed, which on
+    a shared virtual machine can reach ±25 % within minutes, then shifts the two
+    measurements of a round alike.
+    """
+    servers = {target: start_ceiling(args, workdir) if target == "ceiling" else start_decide(args, workdir, 1) for target in targets}
+    try:
+        for server in servers.values():
+            server.wait_ready()
+        rounds = []
+        for number in range(1, args.rounds + 1):
+            order = targets if number % 2 else targets[::-1]
+            measured: dict = {"round": number}
+            for target in order:
+                for other in servers.values():
+                    other.wait_quiet()
+                measured[target] = measure_target(servers[target], target, number, args)
+            rounds.append(measured)
+        return rounds
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sample = json.loads(rank_body(random.Random(args.seed), args.actions, args.context_features))
@@ -667,24 +710,19 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.warmup:.0f}+{args.duration:.0f} s each, {args.rounds} round(s); {machine()}", file=sys.stderr)
     rounds: list[dict] = []
     try:
-        for number in range(1, args.rounds + 1):
-            measured: dict = {"round": number}
-            for target in targets:
-                server = start_ceiling(args, workdir) if target == "ceiling" else start_decide(args, workdir, number)
-                try:
-                    server.wait_ready()
-                    server.wait_quiet()
-                    label = f"{target}" + (f" r{number}" if args.rounds > 1 else "")
-                    measured[target] = measure(server, args, label)
-                finally:
-                    server.stop()
-                m = measured[target]
-                print(f"  {target}: rank {m['rank_per_s']:.0f}/s, reward {m['reward_per_s']:.0f}/s, rank p50 {m['rank_p50_ms']:.1f} ms, "
-                      f"p99 {m['rank_p99_ms']:.1f} ms, server CPU {m['server_cpu_ms_per_request']:.2f} ms/request, "
-                      f"connections per worker {m['connections_per_worker']}, errors {m['errors']}"
-                      + (f", learner backlog {m['learner_backlog']} events" if m["learner_backlog"] is not None else ""),
-                      file=sys.stderr)
-            rounds.append(measured)
+        if args.interleave:
+            rounds = interleaved_rounds(args, targets, workdir)
+        else:
+            for number in range(1, args.rounds + 1):
+                measured: dict = {"round": number}
+                for target in targets:
+                    server = start_ceiling(args, workdir) if target == "ceiling" else start_decide(args, workdir, number)
+                    try:
+                        server.wait_ready()
+                        measured[target] = measure_target(server, target, number, args)
+                    finally:
+                        server.stop()
+                rounds.append(measured)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
