@@ -24,7 +24,6 @@ class Body(BaseModel):
 # object per candidate (a 10-action rank: 50 -> 27 us, parsed as parse_body does).
 @with_config(ConfigDict(extra="forbid"))
 class RankableAction(TypedDict):
-
     id: Identifier
     features: NotRequired[FeatureObjects | None]
 

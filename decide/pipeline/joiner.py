@@ -106,8 +106,11 @@ class Join:
 
 
 def decoded(records: Iterable[Record]) -> list[tuple[Record, Event]]:
-    """Each record with its event. Done before the worker's transaction opens: on SQLite that transaction holds
-    the database's only write lock, which every API append waits for."""
+    """Each record with its event.
+
+    The worker decodes before its transaction opens: on SQLite that transaction
+    holds the database's only write lock, which every API append waits for.
+    """
     return [(record, decode(record.value)) for record in records]
 
 
