@@ -76,9 +76,14 @@ def test_sigkill_mid_stream_then_restart_equals_an_uninterrupted_pass(database_u
     expected, expected_count = learned_statistics(reference)
     assert expected_count == EVENTS
 
-    # The test paces the stream: it kills the worker right after handing it a fresh chunk, with chunks
-    # still to come, so each kill lands mid-stream however fast the worker gets through its backlog.
-    chunks = [events[start:start + 2 * CHUNK] for start in range(0, len(events), 2 * CHUNK)]
+    # Rewards first: each decision then finds its reward waiting and closes at once, so the joins cannot
+    # depend on when the worker reads what (these windows are long past: a reward read after its
+    # decision's window closed would rightly be late). The test then paces the decisions: it kills the
+    # worker right after handing it a fresh chunk, with chunks still to come, so each kill lands
+    # mid-stream however fast the worker gets through its backlog.
+    fill(crashed, [event for event in events if isinstance(event, Reward)])
+    decisions = [event for event in events if isinstance(event, Decision)]
+    chunks = [decisions[start:start + CHUNK] for start in range(0, EVENTS, CHUNK)]
     produced = kills = 0
     worker = start_worker(database_url)
     for kill in (1, 2, 3):
