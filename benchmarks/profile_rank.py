@@ -86,13 +86,12 @@ def main() -> int:
     parser.add_argument("--loop-config", default="", help="JSON settings for the default loop")
     args = parser.parse_args()
 
+    import numpy as np
     from ceiling_app import app as ceiling
 
     from decide.api import create_app
-    import numpy as np
-
-    from decide.api.decider import decision_rng
     from decide.api.context import parse_body
+    from decide.api.decider import decision_rng
     from decide.api.schemas import RankRequest
     from decide.cli import _prepare
     from decide.config import Settings
