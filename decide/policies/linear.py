@@ -28,6 +28,8 @@ from decide.policies.params import (
     check_int,
     check_real,
     checked_array,
+    NonFiniteInput,
+    shaped_array,
 )
 from decide.policies.state import (
     argmax_distribution,
@@ -124,25 +126,34 @@ class LinearPolicy(Policy):
         per-action mode the scores are independent. Without parameters an action
         falls back to the prior (θ = 0, L = I/√λ). Whether any action is eligible
         is the callers' to check, when they turn the scores into probabilities.
+
+        Finiteness is checked on the results, not the inputs: a non-finite input
+        makes them non-finite too, and so does a value beyond single precision
+        (about 3.4e38) in the projection with the single-precision factor.
         """
         k, d = len(actions.ids), self.dimension
         if not self.per_action:
-            x = checked_array(actions.features, (k, d), "features")
-            return self._project(x, snapshot.get("theta"), snapshot.get("chol"))
-        c = checked_array(actions.context, (d,), "context")
-        parts = [
-            self._project(c, snapshot.get(_key("theta", i)), snapshot.get(_key("chol", i)))
-            for i in actions.ids
-        ]
-        means = np.array([mean for mean, _ in parts])
-        return means, np.array([row for _, row in parts]).reshape(k, d)
+            x = shaped_array(actions.features, (k, d), "features")
+            means, rows = self._project(x, snapshot.get("theta"), snapshot.get("chol"))
+        else:
+            c = shaped_array(actions.context, (d,), "context")
+            parts = [
+                self._project(c, snapshot.get(_key("theta", i)), snapshot.get(_key("chol", i)))
+                for i in actions.ids
+            ]
+            means = np.array([mean for mean, _ in parts])
+            rows = np.array([row for _, row in parts]).reshape(k, d)
+        if not math.isfinite(means.sum() + rows.sum()):
+            raise NonFiniteInput("the action scores overflow: feature values are too large")
+        return means, rows
 
     def _project(
         self, x: np.ndarray, theta: np.ndarray | None, chol: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
         if theta is None or chol is None:
             return np.zeros(x.shape[:-1]), x / math.sqrt(self.ridge)
-        return x @ theta, (x.astype(np.float32) @ chol).astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):  # _scores refuses what overflowed
+            return x @ theta, (x.astype(np.float32) @ chol).astype(np.float64)
 
 
 @dataclass(frozen=True)

@@ -64,11 +64,17 @@ class NonFiniteInput(ValueError):
     """An input array holds NaN or an infinity; in a decision, feature values so large that their products overflow."""
 
 
-def checked_array(value: object, shape: tuple[int, ...], what: str) -> np.ndarray:
-    """``value`` as a finite float64 array of exactly ``shape``."""
+def shaped_array(value: object, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """``value`` as a float64 array of exactly ``shape``."""
     array = np.asarray(value, dtype=np.float64)
     if array.shape != shape:
         raise ValueError(f"{what} has shape {array.shape}, expected {shape}")
+    return array
+
+
+def checked_array(value: object, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """``value`` as a finite float64 array of exactly ``shape``."""
+    array = shaped_array(value, shape, what)
     if not np.isfinite(array).all():
         raise NonFiniteInput(f"{what} contains a non-finite value")
     return array

@@ -102,6 +102,7 @@ BAD_RANKS = [
     ({"actions": [{"id": "a"}], "deferActivation": "maybe"}, "deferActivation", 400),
     ({"actions": [{"id": "a"}], "contextFeatures": [{"x": 1e400}]}, "contextFeatures[0].x", 400),
     ({"actions": [{"id": "a", "features": [{"y": 1e300}]}], "contextFeatures": [{"x": 1e300}]}, "contextFeatures", 400),
+    ({"actions": [{"id": "a"}], "contextFeatures": [{"x": 1e39}]}, "contextFeatures", 400),  # beyond single precision
     ('{"actions": [{"id": "a"}], "contextFeatures": [{"x": NaN}]}', "contextFeatures[0].x", 400),
     ({"actions": [{"id": "a", "features": [{"f": [{"nested": 1}]}]}]}, "actions[0].features[0].f[0]", 400),
     ({"actions": [{"id": "a"}], "loop": "no-such-loop"}, "loop", 404),
