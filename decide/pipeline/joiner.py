@@ -72,6 +72,21 @@ class JoinCounts:
     late_rewards: int = 0
 
 
+@dataclass(frozen=True)
+class Found:
+    """What the database holds of a batch's events not in memory (see ``Joiner.look_up``)."""
+
+    stored: dict[str, Join]
+    """Joins in ``pending_joins``, by event id."""
+    closed: set[str]
+    """Event ids already archived in ``examples``."""
+
+    @property
+    def unpartitioned(self) -> bool:
+        """Whether a stored join has no partition (written before revision 0003): any member may close those."""
+        return any(join.partition is None for join in self.stored.values())
+
+
 @dataclass
 class Join:
     """One event's decision, activation and rewards so far."""
@@ -133,20 +148,35 @@ class Joiner:
         self.event_time.clear()
         self._stored.clear()
 
-    def apply(self, session: Session, logged: Sequence[tuple[Record, Event]], config_of: ConfigLookup) -> JoinCounts:
-        """Fold logged records, with their events (see ``decoded``), into the joins; a decision is kept as it was logged."""
-        self._stored = {}
+    def look_up(self, session: Session, logged: Sequence[tuple[Record, Event]]) -> Found:
+        """What the database holds of the logged events not in memory: their stored joins and the closed ones.
+
+        Stored joins are locked first (on PostgreSQL), then closed ones looked for: a join another member closes
+        meanwhile is then seen closed. The worker runs this in its transaction, or on SQLite just before it (see
+        ``decide.pipeline.worker``).
+        """
         unseen = {event.event_id for _, event in logged if event.event_id not in self.young}
-        # Lock stored joins first, then look for closed ones: a join another member closes meanwhile is then seen closed.
+        stored: dict[str, Join] = {}
         for ids in id_chunks(session, unseen):
             query = select(PENDING).where(among(session, PENDING.c.event_id, ids)).with_for_update()
-            self._stored.update((row.event_id, Join.from_row(row)) for row in session.execute(query))
-        closed = _closed_ids(session, unseen - self._stored.keys())
+            stored.update((row.event_id, Join.from_row(row)) for row in session.execute(query))
+        return Found(stored, _closed_ids(session, unseen - stored.keys()))
+
+    def apply(self, session: Session, logged: Sequence[tuple[Record, Event]], config_of: ConfigLookup) -> JoinCounts:
+        """Look up and fold logged records in one transaction (see ``look_up`` and ``fold``)."""
+        return self.fold(logged, self.look_up(session, logged), config_of)
+
+    def fold(self, logged: Sequence[tuple[Record, Event]], found: Found, config_of: ConfigLookup) -> JoinCounts:
+        """Fold logged records, with their events (see ``decoded``), into the joins; a decision is kept as it was logged.
+
+        ``found`` is ``look_up``'s answer for the same records, read since this joiner last changed the database.
+        """
+        self._stored = found.stored
         counts = JoinCounts()
         for record, event in logged:
             position = (record.stream, record.partition)
             self.event_time[position] = max(self.event_time.get(position, event.timestamp), event.timestamp)
-            if event.event_id in closed:
+            if event.event_id in found.closed:
                 counts.duplicates += isinstance(event, Decision)
                 counts.late_rewards += isinstance(event, Reward)
                 continue

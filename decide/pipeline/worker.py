@@ -14,6 +14,19 @@ A partition's watermark is the event time up to which all its records have been
 read: the current time while the worker has read every record of the partition
 (on both streams), otherwise the latest timestamp it has read, less
 ``DECIDE_JOIN_GRACE``. A backlog is therefore joined as it would have been live.
+
+On SQLite the cycle's transaction holds the database's only write lock, which
+every API append waits for; so there the joiner's look-ups of the batch's new
+events (stored joins, closed ones) run just before it, in a read transaction
+that sees this worker's last commit. Nothing they read can change unseen before
+the transaction: only members write ``pending_joins`` and ``examples``, each
+only for events of partitions it owns, and each commit rewrites the offset rows
+of every partition its member owns with a new generation. If the offset check
+passes, no member has committed since this worker's last commit; if it fails,
+the cycle is a conflict and the look-ups' answer is dropped. Joins stored before
+revision 0003 have no partition and any member may close them: a batch that
+found one is looked up again under the lock. On PostgreSQL, where the members
+run side by side, the look-ups stay in the transaction and lock the stored joins.
 """
 
 from __future__ import annotations
@@ -34,8 +47,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from decide.config import LoopConfig, Settings
 from decide.events.log import EventLog, Position, Record
-from decide.events.schemas import STREAMS
-from decide.pipeline.joiner import JoinCounts, Joiner, decoded
+from decide.events.schemas import STREAMS, Event
+from decide.pipeline.joiner import Found, JoinCounts, Joiner, decoded
 from decide.pipeline.learner import Learner, LearnedVersion
 from decide.pipeline.metrics import PipelineMetrics
 from decide.store import queries
@@ -77,6 +90,7 @@ class Worker:
         """The offset rows as this worker last read or wrote them; None: read them again."""
         self._read: dict[Position, int] = {}
         """Where this worker has read to, at or past the stored offsets."""
+        self._readers = _readers_before_lock(sessions)
 
     def cycle(self, timeout: float = 0.2) -> CycleResult:
         """Poll once and commit what the records and the clock imply."""
@@ -107,12 +121,15 @@ class Worker:
         checked_at = self.clock()
         caught_up = self.subscription.caught_up(read)
         try:
+            found = self._look_up_before_lock(logged)
             with self.sessions.begin() as session:
                 if _offsets(session, owned, lock=True) != self._stored:
                     self._forget(owned)
                     return CycleResult(conflict=True)
+                if found is None or found.unpartitioned:
+                    found = self.joiner.look_up(session, logged)
                 configs = _ConfigCache(session, self.settings.default_loop)
-                counts = self.joiner.apply(session, logged, configs.get)
+                counts = self.joiner.fold(logged, found, configs.get)
                 watermarks = self._watermarks(owned, caught_up, checked_at)
                 now = self.clock()
                 closed = self.joiner.close_due(session, watermarks, now, configs.get)
@@ -127,6 +144,14 @@ class Worker:
             raise
         self._stored, self._read = stored, read
         return CycleResult(len(records), len(closed), versions, counts, closed_by_reason=Counter(e.reason for e in closed))
+
+    def _look_up_before_lock(self, logged: list[tuple[Record, Event]]) -> Found | None:
+        """On SQLite, the joiner's look-ups in a read transaction of their own, taking no write lock (see the module's
+        docstring); None elsewhere, where they run in the cycle's transaction."""
+        if self._readers is None:
+            return None
+        with self._readers() as session:
+            return self.joiner.look_up(session, logged)
 
     def _forget(self, owned: set[Position]) -> None:
         self.joiner.forget()
@@ -175,6 +200,16 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _readers_before_lock(writers: sessionmaker[Session]) -> sessionmaker[Session] | None:
+    """On SQLite, sessions on the writers' engine whose transactions begin plain (``BEGIN``, not the writers'
+    ``BEGIN IMMEDIATE``: see ``decide.store.db``), so reading takes no write lock; None on other databases."""
+    with writers() as session:
+        bind = session.get_bind()
+    if bind.dialect.name != "sqlite":
+        return None
+    return sessionmaker(bind.execution_options(writer=False), expire_on_commit=False)
 
 
 class _ConfigCache:
