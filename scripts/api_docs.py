@@ -155,7 +155,8 @@ RANK_ERRORS = [
         "400",
         ("invalid body: malformed JSON, a missing, mistyped or unknown field; no actions, a duplicate action id or "
         "more actions than `DECIDE_MAX_ACTIONS`; an excluded id that is not an action of the request, or every "
-        "action excluded; a feature that cannot be featurized (a non-finite number, an object inside a list)"),
+        "action excluded; a feature that cannot be featurized (a non-finite number, an object inside a list); "
+        "feature values so large that the action scores overflow (beyond about 3.4e38)"),
     ),
     AUTH,
     NO_LOOP,
