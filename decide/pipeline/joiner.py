@@ -162,10 +162,6 @@ class Joiner:
             stored.update((row.event_id, Join.from_row(row)) for row in session.execute(query))
         return Found(stored, _closed_ids(session, unseen - stored.keys()))
 
-    def apply(self, session: Session, logged: Sequence[tuple[Record, Event]], config_of: ConfigLookup) -> JoinCounts:
-        """Look up and fold logged records in one transaction (see ``look_up`` and ``fold``)."""
-        return self.fold(logged, self.look_up(session, logged), config_of)
-
     def fold(self, logged: Sequence[tuple[Record, Event]], found: Found, config_of: ConfigLookup) -> JoinCounts:
         """Fold logged records, with their events (see ``decoded``), into the joins; a decision is kept as it was logged.
 

@@ -129,7 +129,8 @@ def test_closing_spilling_and_replay_offsets_match_a_scan_of_every_young_join(tm
             read[record.stream, record.partition] = record.offset + 1
 
         with sessions.begin() as session:
-            joiner.apply(session, decoded(records), config_of)
+            logged = decoded(records)
+            joiner.fold(logged, joiner.look_up(session, logged), config_of)
             watermarks = {}
             for partition in range(PARTITIONS):
                 streams = [(stream, partition) for stream in (DECISIONS, REWARDS)]
