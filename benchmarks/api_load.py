@@ -3,6 +3,7 @@
     python benchmarks/api_load.py                       # 1 round, 20 s per server
     python benchmarks/api_load.py --rounds 3 --duration 30 --json results.json
     python benchmarks/api_load.py --interleave --rounds 10 --duration 8 --warmup 2   # both servers up, taking turns
+    python benchmarks/api_load.py --interleave --rounds 6 --versus ../decide-main     # this tree against another checkout
 
 What it does, per round:
 
@@ -37,6 +38,12 @@ learner's backlog at the end (events appended but not yet consumed: a learner
 that falls behind would flatter the API). Then decide/ceiling throughput
 ratios. With ``--rounds`` > 1 every number is the median over rounds, and each
 round's ratio is computed from the two measurements of that round.
+
+``--versus PATH`` compares two versions of decide instead: the ceiling's place
+is taken by ``decide serve`` run from the checkout at PATH (the baseline), and
+the ratios are decide/baseline. ``--versus .`` measures this tree against itself,
+which shows how large a difference the method can resolve on the machine;
+``--decide-env`` changes a setting of this tree's server only.
 
 Only 127.0.0.1 is ever contacted; client count, duration and rounds are bounded.
 """
@@ -429,22 +436,32 @@ def start_ceiling(args, workdir: Path) -> Server:
     return Server("ceiling", command, port, dict(os.environ), HERE, workdir / "ceiling.log")
 
 
-def start_decide(args, workdir: Path, round_number: int) -> Server:
+def start_target(target: str, args, workdir: Path, round_number: int) -> Server:
+    """The ceiling, this tree's decide, or (with ``--versus``) the baseline checkout's decide."""
+    if target == "ceiling":
+        return start_ceiling(args, workdir)
+    if target == "baseline":
+        return start_decide(args, workdir, round_number, args.versus, target, {})
+    return start_decide(args, workdir, round_number, ROOT, target, dict(args.decide_env))
+
+
+def start_decide(args, workdir: Path, round_number: int, root: Path, name: str, settings_env: dict[str, str]) -> Server:
     port = free_port()
-    database = workdir / f"decide-{round_number}.db"
+    database = workdir / f"{name}-{round_number}.db"
     url = f"sqlite:///{database}"
     env = {key: value for key, value in os.environ.items() if not key.startswith("DECIDE_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH", "")]))
+    env.update(settings_env)
     if args.loop_config:
-        subprocess.run([sys.executable, "-m", "decide", "migrate", "--database-url", url], env=env, cwd=ROOT, check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "decide", "migrate", "--database-url", url], env=env, cwd=root, check=True, capture_output=True)
         settings = [f"--set={key}={json.dumps(value)}" for key, value in json.loads(args.loop_config).items()]
         subprocess.run([sys.executable, "-m", "decide", "loops", "configure", "default", *settings, "--database-url", url],
-                       env=env, cwd=ROOT, check=True, capture_output=True)
+                       env=env, cwd=root, check=True, capture_output=True)
     command = [sys.executable, "-m", "decide", "serve", "--host", HOST, "--port", str(port), "--database-url", url,
                "--workers", str(args.workers), "--threads", str(args.threads)]
     if args.no_learner:
         command.append("--no-learner")
-    return Server("decide", command, port, env, ROOT, workdir / f"decide-{round_number}.log", database)
+    return Server(name, command, port, env, root, workdir / f"{name}-{round_number}.log", database)
 
 
 # --------------------------------------------------------------------------- one measurement
@@ -593,23 +610,38 @@ def median_of(rounds: list[dict], target: str, key: str) -> float:
 
 
 def report(rounds: list[dict], args) -> dict:
-    summary = {target: {key: median_of(rounds, target, key) for _, key, _ in METRICS} for target in ("decide", "ceiling")}
-    ratios = {key: statistics.median(r["decide"][key] / r["ceiling"][key] for r in rounds) for _, key in RATIOS}
+    reference = reference_of(args)
+    summary = {target: {key: median_of(rounds, target, key) for _, key, _ in METRICS} for target in ("decide", reference)}
+    ratios = {key: statistics.median(r["decide"][key] / r[reference][key] for r in rounds) for _, key in RATIOS}
     what = f"median of {len(rounds)} rounds" if len(rounds) > 1 else "1 round"
     print(f"\nAPI benchmark: {args.actions} actions, {args.context_features} context features, {args.reward_fraction:.0%} rewarded, "
           f"{args.clients} clients, {args.duration:.0f} s measured after {args.warmup:.0f} s warm-up ({what})")
     print(f"gunicorn: gthread, {args.workers} workers x {args.threads} threads; machine: {machine()}")
-    print(f"{'':<24}{'decide':>12}{'ceiling':>12}")
+    if args.versus:
+        print(f"baseline: decide from {args.versus}; decide: this tree" + (f" with {dict(args.decide_env)}" if args.decide_env else ""))
+    print(f"{'':<24}{'decide':>12}{reference:>12}")
     for label, key, fmt in METRICS:
-        print(f"{label:<24}{fmt.format(summary['decide'][key]):>12}{fmt.format(summary['ceiling'][key]):>12}")
+        print(f"{label:<24}{fmt.format(summary['decide'][key]):>12}{fmt.format(summary[reference][key]):>12}")
     for label, key in RATIOS:
-        per_round = ", ".join(f"{r['decide'][key] / r['ceiling'][key]:.2f}" for r in rounds)
-        print(f"ratio decide/ceiling, {label}: {ratios[key]:.2f}" + (f"  (rounds: {per_round})" if len(rounds) > 1 else ""))
+        per_round = ", ".join(f"{r['decide'][key] / r[reference][key]:.2f}" for r in rounds)
+        print(f"ratio decide/{reference}, {label}: {ratios[key]:.2f}" + (f"  (rounds: {per_round})" if len(rounds) > 1 else ""))
     for r in rounds:
-        for target in ("decide", "ceiling"):
+        for target in ("decide", reference):
             if r[target]["errors"]:
                 print(f"warning: {target} had {r[target]['errors']} errors in round {r['round']}; first: {r[target]['first_error']}")
     return {"summary": summary, "ratios": ratios}
+
+
+def reference_of(args) -> str:
+    """What decide is measured against: the ceiling, or with ``--versus`` another checkout's decide."""
+    return "baseline" if args.versus else "ceiling"
+
+
+def environment_setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.startswith("DECIDE_"):
+        raise argparse.ArgumentTypeError(f"expected DECIDE_NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def machine() -> str:
@@ -644,6 +676,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--interleave", action="store_true",
                         help="start both servers once and let the rounds take turns (ceiling, decide, then decide, ceiling, ...), "
                              "instead of a fresh pair of servers per round: steadier ratios on a machine whose speed drifts")
+    parser.add_argument("--versus", type=Path, metavar="PATH",
+                        help="measure decide against decide served from the checkout at PATH instead of the ceiling "
+                             "('.': this tree against itself, the method's noise band)")
+    parser.add_argument("--decide-env", type=environment_setting, action="append", default=[], metavar="DECIDE_NAME=VALUE",
+                        help="a setting for this tree's decide only (repeatable), e.g. DECIDE_JOIN_SPILL_AFTER=3600")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write every round's numbers and the summary here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (databases, server logs)")
@@ -658,6 +695,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--workers must be from 1 to 16 and --threads from 1 to 64")
     if not (1 <= args.actions <= 50 and 0 <= args.context_features <= 200 and 0.0 <= args.reward_fraction <= 1.0):
         parser.error("--actions 1..50, --context-features 0..200, --reward-fraction 0..1")
+    if args.versus is not None:
+        args.versus = args.versus.resolve()
+        if not (args.versus / "decide" / "__init__.py").is_file():
+            parser.error(f"--versus {args.versus}: not a checkout of decide (no decide/__init__.py)")
+        if args.only:
+            parser.error("--versus compares two servers; leave out --only")
     return args
 
 
@@ -681,7 +724,7 @@ def interleaved_rounds(args, targets: list[str], workdir: Path) -> list[dict]:
     a shared virtual machine can reach ±25 % within minutes, then shifts the two
     measurements of a round alike.
     """
-    servers = {target: start_ceiling(args, workdir) if target == "ceiling" else start_decide(args, workdir, 1) for target in targets}
+    servers = {target: start_target(target, args, workdir, 1) for target in targets}
     try:
         for server in servers.values():
             server.wait_ready()
@@ -705,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
     sample = json.loads(rank_body(random.Random(args.seed), args.actions, args.context_features))
     assert count_leaves(sample["contextFeatures"]) == args.context_features and len(sample["actions"]) == args.actions
     workdir = Path(tempfile.mkdtemp(prefix="decide-bench-"))
-    targets = [args.only] if args.only else ["ceiling", "decide"]
+    targets = [args.only] if args.only else [reference_of(args), "decide"]
     print(f"API benchmark in {workdir}: {', '.join(targets)}; gthread {args.workers}x{args.threads}, {args.clients} clients, "
           f"{args.warmup:.0f}+{args.duration:.0f} s each, {args.rounds} round(s); {machine()}", file=sys.stderr)
     rounds: list[dict] = []
@@ -716,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
             for number in range(1, args.rounds + 1):
                 measured: dict = {"round": number}
                 for target in targets:
-                    server = start_ceiling(args, workdir) if target == "ceiling" else start_decide(args, workdir, number)
+                    server = start_target(target, args, workdir, number)
                     try:
                         server.wait_ready()
                         measured[target] = measure_target(server, target, number, args)
