@@ -24,11 +24,11 @@ from decide.policies.base import ActionSet, Arrays, Batch, Policy
 from decide.policies.params import (
     MAX_DIMENSION,
     MAX_SAMPLES,
+    NonFiniteInput,
     check_bool,
     check_int,
     check_real,
     checked_array,
-    NonFiniteInput,
     shaped_array,
 )
 from decide.policies.state import (
