@@ -37,6 +37,11 @@ so user features cannot spell them.
   its two parents' hashes by vectorized uint64 arithmetic (odd-constant
   multiplies, xor, a final multiply, high bits), never by building strings;
   its sign is the product of the parents' signs.
+
+This module is the definition. ``decide/_featurize.c``, built at install when a
+C compiler is there, computes the common case of ``FeatureSpace.action_set`` to
+the same bits about eight times as fast, and leaves the rest (every error
+included) to the code here; docs/decisions.md says why.
 """
 
 from __future__ import annotations
@@ -52,6 +57,11 @@ from typing import Any
 import numpy as np
 
 from decide.policies.base import ActionSet
+
+try:
+    from decide import _featurize
+except ImportError:  # installed without a C compiler: featurization runs in Python alone
+    _featurize = None
 
 Feature = tuple[str, float]
 
@@ -311,6 +321,11 @@ def _pair_index(left: np.ndarray, right: np.ndarray, dimension: int) -> np.ndarr
     return ((mixed >> _HIGH) * np.uint64(dimension)) >> _HIGH
 
 
+def _action_set(ids: tuple[str, ...], context: np.ndarray, features: np.ndarray, excluded_ids: Iterable[str]) -> ActionSet:
+    excluded = set(excluded_ids)
+    return ActionSet(ids=ids, context=context, features=features, eligible=np.array([i not in excluded for i in ids], dtype=bool))
+
+
 @dataclass(frozen=True)
 class FeatureSpace:
     """How a loop turns context and actions into vectors of length ``dimension``.
@@ -322,6 +337,8 @@ class FeatureSpace:
 
     dimension: int = 256
     interactions: bool = True
+    compiled: bool = True
+    """Use the compiled common case when it is built; False runs the Python definition alone."""
 
     def __post_init__(self) -> None:
         if (
@@ -341,7 +358,29 @@ class FeatureSpace:
         *,
         context_path: str = "contextFeatures",
     ) -> ActionSet:
-        """Featurize one decision; ``context_path`` names the context in error messages."""
+        """Featurize one decision; ``context_path`` names the context in error messages.
+
+        The compiled common case (``decide/_featurize.c``) answers when it can, with
+        the same vectors bit for bit; it leaves everything else, errors included,
+        to ``_action_set_in_python``.
+        """
+        if self.compiled and _featurize is not None and isinstance(actions, (list, tuple)):
+            context = np.zeros(self.dimension)
+            features = np.zeros((len(actions), self.dimension))
+            ids = _featurize.action_set(context_features, actions, self.dimension, self.interactions, context, features)
+            if ids is not None:
+                return _action_set(ids, context, features, excluded_ids)
+        return self._action_set_in_python(context_features, actions, excluded_ids, context_path=context_path)
+
+    def _action_set_in_python(
+        self,
+        context_features: Any,
+        actions: Any,
+        excluded_ids: Iterable[str] = (),
+        *,
+        context_path: str = "contextFeatures",
+    ) -> ActionSet:
+        """``action_set`` in Python: the definition of featurization, and the only path for invalid input."""
         keys = [BIAS_KEY]
         values = [1.0]
         try:
@@ -350,12 +389,11 @@ class FeatureSpace:
             raise bad.at(context_path) from None
         context_hashes, context_signed = _hashed(keys, values)
         candidates = _collect_actions(actions)
-        excluded = set(excluded_ids)
-        return ActionSet(
-            ids=candidates.ids,
-            context=self._context_vector(context_hashes, context_signed),
-            features=self._action_matrix(candidates, context_hashes, context_signed),
-            eligible=np.array([i not in excluded for i in candidates.ids], dtype=bool),
+        return _action_set(
+            candidates.ids,
+            self._context_vector(context_hashes, context_signed),
+            self._action_matrix(candidates, context_hashes, context_signed),
+            excluded_ids,
         )
 
     def chosen_vectors(self, decisions: Sequence[tuple[Any, dict[str, Any]]]) -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,7 @@ echo "== starting the Kafka broker"
 scripts/kafka.sh start
 export DECIDE_TEST_POSTGRES_URL
 export DECIDE_TEST_KAFKA_BOOTSTRAP="127.0.0.1:${DECIDE_KAFKA_PORT:-19092}"
-export DECIDE_REQUIRE_POSTGRES=1 DECIDE_REQUIRE_KAFKA=1 DECIDE_REQUIRE_CHROMIUM=1
+export DECIDE_REQUIRE_POSTGRES=1 DECIDE_REQUIRE_KAFKA=1 DECIDE_REQUIRE_CHROMIUM=1 DECIDE_REQUIRE_COMPILED=1
 # One BLAS thread per process: on two cores, more only oversubscribes them (a 7x slowdown was measured).
 export OPENBLAS_NUM_THREADS=1
 

@@ -1,0 +1,148 @@
+"""The compiled common case of featurization must give exactly what the Python definition gives, or step aside."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+
+import numpy as np
+import pytest
+
+from decide import features
+from decide.features import FeatureError, FeatureSpace
+
+if features._featurize is None:
+    if os.environ.get("DECIDE_REQUIRE_COMPILED"):
+        pytest.fail("decide._featurize was not built; CI installs with a C compiler and must test it", pytrace=False)
+    pytest.skip("decide._featurize is not built (no C compiler at install)", allow_module_level=True)
+
+TEXTS = ["", "a", "gold", "US", "en-GB", "é", "naïve café", "中文", "🙂", "a=b", "x^y", "p.q", "[0]", "_lead", "true"]
+
+
+def text(rng: random.Random) -> str:
+    return rng.choice(TEXTS) + (str(rng.randint(0, 9)) if rng.random() < 0.3 else "")
+
+
+def number(rng: random.Random) -> float | int:
+    return rng.choice([
+        rng.random(), -rng.random(), 0.0, -0.0, 1e300, -1e-300, 5e-324, rng.uniform(-1e6, 1e6),
+        rng.randint(-5, 5), rng.randint(-(2**62), 2**62), 2**63 + 1, -(2**70), 10**300,
+    ])
+
+
+def value(rng: random.Random, depth: int):
+    kind = rng.random()
+    if kind < 0.25:
+        return text(rng)
+    if kind < 0.5:
+        return number(rng)
+    if kind < 0.6:
+        return rng.random() < 0.5
+    if kind < 0.65:
+        return None
+    if kind < 0.8 and depth < 4:
+        return feature_object(rng, depth + 1)
+    items = [rng.choice([text(rng), number(rng), None]) for _ in range(rng.randint(0, 4))]
+    return items if rng.random() < 0.8 else tuple(items)
+
+
+def feature_object(rng: random.Random, depth: int = 0) -> dict:
+    return {text(rng): value(rng, depth) for _ in range(rng.randint(0, 6))}
+
+
+def feature_list(rng: random.Random):
+    shape = rng.random()
+    if shape < 0.1:
+        return None
+    if shape < 0.3:
+        return feature_object(rng)
+    return [feature_object(rng) if rng.random() < 0.9 else None for _ in range(rng.randint(0, 4))]
+
+
+def document(rng: random.Random) -> tuple[object, list[dict]]:
+    ids = rng.sample(["a", "b", "article-7", "é", "中文", "_x", "id=1", "🙂"], rng.randint(1, 8))
+    actions = []
+    for action_id in ids:
+        action = {"id": action_id}
+        if rng.random() < 0.8:
+            action["features"] = feature_list(rng)
+        actions.append(action)
+    return feature_list(rng), actions
+
+
+def assert_same(compiled, reference) -> None:
+    assert compiled.ids == reference.ids
+    assert compiled.context.tobytes() == reference.context.tobytes()
+    assert compiled.features.tobytes() == reference.features.tobytes()
+    assert compiled.eligible.tobytes() == reference.eligible.tobytes()
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # 1e300 x 1e300: inf on both paths
+@pytest.mark.parametrize("interactions", [True, False])
+@pytest.mark.parametrize("dimension", [1, 2, 3, 64, 256, 1000, 4096])
+def test_compiled_vectors_equal_the_python_definition_bit_for_bit(dimension, interactions):
+    rng = random.Random(dimension * 2 + interactions)
+    compiled = FeatureSpace(dimension, interactions)
+    reference = FeatureSpace(dimension, interactions, compiled=False)
+    for _ in range(300):
+        context, actions = document(rng)
+        excluded = [action["id"] for action in actions if rng.random() < 0.2]
+        assert_same(compiled.action_set(context, actions, excluded), reference.action_set(context, actions, excluded))
+
+
+def test_the_compiled_path_takes_every_valid_document():
+    """Valid input never falls back to Python, or the speed would silently be gone."""
+    rng = random.Random(7)
+    for _ in range(300):
+        context, actions = document(rng)
+        context_vector, matrix = np.zeros(64), np.zeros((len(actions), 64))
+        assert features._featurize.action_set(context, actions, 64, True, context_vector, matrix) is not None
+
+
+def nested(depth: int) -> dict:
+    inner: dict = {"leaf": "x", "n": 1.5}
+    for level in range(depth):
+        inner = {f"k{level}": inner}
+    return inner
+
+
+@pytest.mark.parametrize(
+    ("context", "actions"),
+    [
+        pytest.param([{"x": math.nan}], [{"id": "a"}], id="nan"),
+        pytest.param([{"x": -math.inf}], [{"id": "a"}], id="infinity"),
+        pytest.param([{"x": 10**400}], [{"id": "a"}], id="integer beyond a double"),
+        pytest.param([{"x": [True]}], [{"id": "a"}], id="boolean in a list"),
+        pytest.param([{"x": [{"y": 1}]}], [{"id": "a"}], id="object in a list"),
+        pytest.param([{"x": [[1]]}], [{"id": "a"}], id="list in a list"),
+        pytest.param([{"x": {1, 2}}], [{"id": "a"}], id="unsupported type"),
+        pytest.param([3], [{"id": "a"}], id="feature list holding a number"),
+        pytest.param("user", [{"id": "a"}], id="context is a string"),
+        pytest.param([], ["a"], id="action not an object"),
+        pytest.param([], [{"features": []}], id="action without id"),
+        pytest.param([], [{"id": ""}], id="empty id"),
+        pytest.param([], [{"id": 7}], id="id not a string"),
+        pytest.param([], [{"id": "a"}, {"id": "a"}], id="duplicate id"),
+        pytest.param([], [{"id": "a", "features": "topic"}], id="features a string"),
+        pytest.param([], [{"id": "a", "features": [{"x": math.inf}]}], id="non-finite action feature"),
+    ],
+)
+def test_invalid_input_falls_back_to_the_python_error(context, actions):
+    context_vector, matrix = np.zeros(16), np.zeros((len(actions), 16))
+    assert features._featurize.action_set(context, actions, 16, True, context_vector, matrix) is None
+    with pytest.raises(FeatureError) as compiled:
+        FeatureSpace(16).action_set(context, actions)
+    with pytest.raises(FeatureError) as reference:
+        FeatureSpace(16, compiled=False).action_set(context, actions)
+    assert (compiled.value.path, compiled.value.detail) == (reference.value.path, reference.value.detail)
+
+
+def test_deep_nesting_is_left_to_python_and_still_equal():
+    context = [nested(100)]
+    assert_same(FeatureSpace(64).action_set(context, [{"id": "a"}]), FeatureSpace(64, compiled=False).action_set(context, [{"id": "a"}]))
+
+
+def test_arrays_of_the_wrong_size_are_refused():
+    with pytest.raises(ValueError, match="features must be a zeroed float64 array"):
+        features._featurize.action_set([], [{"id": "a"}], 8, True, np.zeros(8), np.zeros((2, 8)))
