@@ -32,9 +32,9 @@ from decide.policies.params import (
     shaped_array,
 )
 from decide.policies.state import (
+    antithetic_win_frequencies,
     argmax_distribution,
     floor_mix,
-    win_frequencies,
 )
 
 
@@ -216,7 +216,8 @@ class LinearThompson(LinearPolicy):
         X θ + v C z' with z' ~ N(0, I_k), so k normals are drawn per sample instead
         of d. Per-action mode: independent scores.
 
-        Samples come in antithetic pairs, z' and −z': each is still an exact
+        Samples come in antithetic pairs, z' and −z' (``antithetic_win_frequencies``,
+        compiled when built): each is still an exact
         posterior draw, half as many normals are drawn, and the pairs' negative
         correlation lowers the estimate's error (on the API benchmark's decisions,
         256 samples: worst action's standard deviation 0.031 -> 0.016 under the
@@ -225,11 +226,11 @@ class LinearThompson(LinearPolicy):
         means, rows = self._scores(snapshot, actions)
         normals = rng.standard_normal(((self.samples + 1) // 2, len(means)))
         if self.per_action:
-            noise = normals * (self.scale * np.linalg.norm(rows, axis=1))
+            factor = np.diag(self.scale * np.linalg.norm(rows, axis=1))
         else:
-            noise = normals @ covariance_factor(self.scale**2 * (rows @ rows.T)).T
-        draws = np.concatenate((means + noise, means - noise))[: self.samples]
-        return floor_mix(win_frequencies(draws, actions.eligible), actions.eligible, self.floor)
+            factor = covariance_factor(self.scale**2 * (rows @ rows.T))
+        frequencies = antithetic_win_frequencies(means, factor, normals, actions.eligible, self.samples)
+        return floor_mix(frequencies, actions.eligible, self.floor)
 
 
 def covariance_factor(gram: np.ndarray) -> np.ndarray:

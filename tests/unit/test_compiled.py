@@ -1,4 +1,9 @@
-"""The compiled common case of featurization must give exactly what the Python definition gives, or step aside."""
+"""The compiled kernels must give exactly what the Python and numpy code they speed up gives.
+
+Featurization's common case (``decide/_featurize.c``) must equal the Python
+definition bit for bit, or step aside; the Thompson sampling tail
+(``decide/policies/_thompson.c``) must count the same wins as numpy.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,14 @@ import pytest
 
 from decide import features
 from decide.features import FeatureError, FeatureSpace
+from decide.policies import state
+from decide.policies.linear import covariance_factor
+from decide.policies.state import antithetic_win_frequencies
 
-if features._featurize is None:
+if features._featurize is None or state._thompson is None:
     if os.environ.get("DECIDE_REQUIRE_COMPILED"):
-        pytest.fail("decide._featurize was not built; CI installs with a C compiler and must test it", pytrace=False)
-    pytest.skip("decide._featurize is not built (no C compiler at install)", allow_module_level=True)
+        pytest.fail("the C extensions were not built; CI installs with a C compiler and must test them", pytrace=False)
+    pytest.skip("the C extensions are not built (no C compiler at install)", allow_module_level=True)
 
 TEXTS = ["", "a", "gold", "US", "en-GB", "é", "naïve café", "中文", "🙂", "a=b", "x^y", "p.q", "[0]", "_lead", "true"]
 
@@ -146,3 +154,24 @@ def test_deep_nesting_is_left_to_python_and_still_equal():
 def test_arrays_of_the_wrong_size_are_refused():
     with pytest.raises(ValueError, match="features must be a zeroed float64 array"):
         features._featurize.action_set([], [{"id": "a"}], 8, True, np.zeros(8), np.zeros((2, 8)))
+
+
+@pytest.mark.parametrize("samples", [1, 2, 7, 256, 1001])
+def test_compiled_thompson_counts_equal_numpys(samples):
+    rng = np.random.default_rng(samples)
+    for case in range(200):
+        k = int(rng.integers(1, 12))
+        means = rng.normal(0.0, float(rng.choice([1e-3, 1.0, 100.0])), k)
+        rows = rng.normal(0.0, 1.0, (k, int(rng.integers(1, 20))))
+        factor = covariance_factor(rows @ rows.T) if case % 3 else np.diag(rng.uniform(0.0, 2.0, k))
+        normals = rng.standard_normal(((samples + 1) // 2, k))
+        eligible = rng.random(k) < 0.8
+        eligible[rng.integers(k)] = True
+        compiled = antithetic_win_frequencies(means, factor, normals, eligible, samples)
+        assert compiled.tobytes() == antithetic_win_frequencies(means, factor, normals, eligible, samples, compiled=False).tobytes()
+        assert compiled[~eligible].sum() == 0 and compiled.sum() == pytest.approx(1.0)
+
+
+def test_compiled_thompson_refuses_a_decision_without_eligible_actions():
+    with pytest.raises(ValueError, match="no eligible action"):
+        antithetic_win_frequencies(np.zeros(3), np.eye(3), np.ones((2, 3)), np.zeros(3, dtype=bool), 4)
