@@ -3,7 +3,7 @@
  * decide/features.py is the definition of featurization and this file its
  * accelerator, as CPython's json module and _json are: the same rules, and the
  * same floating-point operations in the same order, so the vectors are equal
- * bit for bit (tests/unit/test_featurize_accelerator.py compares the two on
+ * bit for bit (tests/unit/test_compiled.py compares the two on
  * generated documents). What the Python code spends per feature on building key
  * strings and calling numpy, this does with no allocation: a key's CRC-32 is
  * computed over its parts as they stand (CRC-32 streams, so crc(a + b) is

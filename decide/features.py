@@ -41,7 +41,7 @@ so user features cannot spell them.
 This module is the definition. ``decide/_featurize.c``, built at install when a
 C compiler is there, computes the common case of ``FeatureSpace.action_set`` to
 the same bits about eight times as fast, and leaves the rest (every error
-included) to the code here; docs/decisions.md says why.
+included) to the code here; docs/decisions.md ("Two hot paths are compiled") says why.
 """
 
 from __future__ import annotations
