@@ -370,16 +370,9 @@ class FeatureSpace:
             ids = _featurize.action_set(context_features, actions, self.dimension, self.interactions, context, features)
             if ids is not None:
                 return _action_set(ids, context, features, excluded_ids)
-        return self._action_set_in_python(context_features, actions, excluded_ids, context_path=context_path)
+        return self._action_set_in_python(context_features, actions, excluded_ids, context_path)
 
-    def _action_set_in_python(
-        self,
-        context_features: Any,
-        actions: Any,
-        excluded_ids: Iterable[str] = (),
-        *,
-        context_path: str = "contextFeatures",
-    ) -> ActionSet:
+    def _action_set_in_python(self, context_features: Any, actions: Any, excluded_ids: Iterable[str], context_path: str) -> ActionSet:
         """``action_set`` in Python: the definition of featurization, and the only path for invalid input."""
         keys = [BIAS_KEY]
         values = [1.0]
