@@ -449,7 +449,8 @@ class FeatureSpace:
         used = len(context_hashes) if self.interactions else 1
         index = _cross_index(context_hashes[:used], candidates.hashes, d)
         index += candidates.rows * np.uint64(d)
-        weight = context_signed[:used, None] * candidates.signed[None, :]
+        with np.errstate(over="ignore"):  # an overflow is refused by the policy, which checks the scores
+            weight = context_signed[:used, None] * candidates.signed[None, :]
         flat = np.bincount(index.ravel().astype(np.intp), weights=weight.ravel(), minlength=k * d)
         matrix = flat.astype(np.float64, copy=False).reshape(k, d)
         matrix[:, context_hashes[0] % np.uint64(d)] += context_signed[0]
