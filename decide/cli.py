@@ -77,7 +77,24 @@ def serve(host: str, port: int, database_url: str, workers: int, threads: int, l
         f"try:  curl -s -X POST http://{host}:{port}/rank -H 'Content-Type: application/json' "
         """-d '{"contextFeatures":[{"user":{"tier":"gold"}}],"actions":[{"id":"a"},{"id":"b"}]}'"""
     )
+    if note := missing_kernels_note():
+        click.echo(note, err=True)
     _supervise(children)
+
+
+def missing_kernels_note() -> str | None:
+    """What an operator should know when the install built no compiled kernels: same results, slower ranks."""
+    from decide import features
+    from decide.policies import state
+
+    missing = [name for name, built in (("featurization", features.COMPILED), ("Thompson sampling", state.COMPILED)) if not built]
+    if not missing:
+        return None
+    return (
+        f"note: the compiled {' and '.join(missing)} kernel{'s are' if len(missing) > 1 else ' is'} not built "
+        "(no C compiler at install), so ranks run the Python and numpy code: the same results, slower. "
+        "Reinstall with gcc available to build them; see docs/decisions.md"
+    )
 
 
 def _supervise(children: list[subprocess.Popen]) -> None:

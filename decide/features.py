@@ -62,6 +62,8 @@ try:
     from decide import _featurize
 except ImportError:  # installed without a C compiler: featurization runs in Python alone
     _featurize = None
+COMPILED = _featurize is not None
+"""Whether the compiled common case was built (``decide serve`` says so when it was not)."""
 
 Feature = tuple[str, float]
 

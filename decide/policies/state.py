@@ -16,6 +16,8 @@ try:
     from decide.policies import _thompson
 except ImportError:  # installed without a C compiler: numpy does it all
     _thompson = None
+COMPILED = _thompson is not None
+"""Whether the compiled Monte Carlo tail was built (``decide serve`` says so when it was not)."""
 
 
 def merge(state: Arrays, delta: Arrays, discount: float = 1.0) -> Arrays:

@@ -6,7 +6,9 @@ import json
 
 from click.testing import CliRunner
 
-from decide.cli import main
+from decide import features
+from decide.cli import main, missing_kernels_note
+from decide.policies import state
 
 
 def run(*arguments: str) -> str:
@@ -58,3 +60,13 @@ def test_bad_environment_settings_are_reported_plainly(database_url, monkeypatch
     monkeypatch.setenv("DECIDE_PARTITIONS", "zero")
     result = CliRunner().invoke(main, ["migrate", "--database-url", database_url])
     assert result.exit_code == 1 and "DECIDE_PARTITIONS must be a whole number" in result.output
+
+
+def test_serve_says_when_the_compiled_kernels_are_missing(monkeypatch):
+    monkeypatch.setattr(features, "COMPILED", True)
+    monkeypatch.setattr(state, "COMPILED", True)
+    assert missing_kernels_note() is None
+    monkeypatch.setattr(features, "COMPILED", False)
+    assert "featurization kernel is not built" in missing_kernels_note()
+    monkeypatch.setattr(state, "COMPILED", False)
+    assert "featurization and Thompson sampling kernels are not built" in missing_kernels_note()
