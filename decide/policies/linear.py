@@ -34,6 +34,7 @@ from decide.policies.params import (
 from decide.policies.state import (
     antithetic_win_frequencies,
     argmax_distribution,
+    compiled_shared_thompson,
     floor_mix,
 )
 
@@ -216,15 +217,25 @@ class LinearThompson(LinearPolicy):
         X θ + v C z' with z' ~ N(0, I_k), so k normals are drawn per sample instead
         of d. Per-action mode: independent scores.
 
-        Samples come in antithetic pairs, z' and −z' (``antithetic_win_frequencies``,
-        compiled when built): each is still an exact
-        posterior draw, half as many normals are drawn, and the pairs' negative
-        correlation lowers the estimate's error (on the API benchmark's decisions,
+        Samples come in antithetic pairs, z' and −z' (``antithetic_win_frequencies``):
+        each is still an exact posterior draw, half as many normals are drawn, and
+        the pairs' negative correlation lowers the estimate's error (on the API benchmark's decisions,
         256 samples: worst action's standard deviation 0.031 -> 0.016 under the
         prior, 0.023 -> 0.020 after 5,000 examples).
+
+        In shared mode a compiled kernel does all of this after the normals are
+        drawn, when it is built (``compiled_shared_thompson``); the code below is
+        its definition, and runs where the kernel steps aside.
         """
+        normals = rng.standard_normal(((self.samples + 1) // 2, len(actions.ids)))
+        if not self.per_action:
+            compiled = compiled_shared_thompson(
+                actions.features, snapshot.get("theta"), snapshot.get("chol"), normals, actions.eligible,
+                self.samples, self.scale, self.floor, SINGULAR_PIVOT,
+            )
+            if compiled is not None:
+                return compiled
         means, rows = self._scores(snapshot, actions)
-        normals = rng.standard_normal(((self.samples + 1) // 2, len(means)))
         if self.per_action:
             factor = np.diag(self.scale * np.linalg.norm(rows, axis=1))
         else:
@@ -233,15 +244,24 @@ class LinearThompson(LinearPolicy):
         return floor_mix(frequencies, actions.eligible, self.floor)
 
 
+SINGULAR_PIVOT = 1e-10
+"""A Cholesky pivot at most this share of its diagonal entry: that candidate's score is, up to rounding,
+a combination of the earlier candidates' scores, and the covariance is treated as singular."""
+
+
 def covariance_factor(gram: np.ndarray) -> np.ndarray:
     """A C with C Cᵀ = ``gram`` (symmetric positive semi-definite).
 
     Cholesky when ``gram`` is positive definite (the usual case, and the cheap
     one); an eigendecomposition when it is singular, e.g. two candidates with the
-    same feature vector, or more candidates than dimensions.
+    same feature vector, or more candidates than dimensions. Rounding can leave
+    a singular matrix's pivot a hair above zero, so singular means a pivot of at
+    most ``SINGULAR_PIVOT`` of its diagonal entry, not only a failed factorization:
+    otherwise which factor is used, and so which draws the same normals give,
+    would depend on the last bits of the arithmetic.
     """
     factor, info = dpotrf(gram, lower=1, clean=1)
-    if info == 0:
+    if info == 0 and (np.diag(factor) ** 2 > SINGULAR_PIVOT * np.diag(gram)).all():
         return factor
     values, vectors = np.linalg.eigh(gram)
     return vectors * np.sqrt(np.clip(values, 0.0, None))

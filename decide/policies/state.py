@@ -17,7 +17,7 @@ try:
 except ImportError:  # installed without a C compiler: numpy does it all
     _thompson = None
 COMPILED = _thompson is not None
-"""Whether the compiled Monte Carlo tail was built (``decide serve`` says so when it was not)."""
+"""Whether Thompson sampling's compiled kernels were built (``decide serve`` says so when they were not)."""
 
 
 def merge(state: Arrays, delta: Arrays, discount: float = 1.0) -> Arrays:
@@ -104,6 +104,39 @@ def antithetic_win_frequencies(
         return counts / samples
     noise = normals @ factor.T
     return win_frequencies(np.concatenate((means + noise, means - noise))[:samples], eligible)
+
+
+def compiled_shared_thompson(
+    features: np.ndarray,
+    theta: np.ndarray | None,
+    chol: np.ndarray | None,
+    normals: np.ndarray,
+    eligible: np.ndarray,
+    samples: int,
+    scale: float,
+    floor: float,
+    singular_pivot: float,
+) -> np.ndarray | None:
+    """``LinearThompson``'s shared-mode probabilities in one compiled call, or None where numpy must decide.
+
+    The same arithmetic as its numpy definition after the normals are drawn:
+    scores X θ + v C z with C Cᵀ = v² (X L)(X L)ᵀ, antithetic win counts, the floor
+    (``decide/policies/_thompson.c``). None when the kernel is not built, when the
+    arrays are not those of a served snapshot (the prior has no θ yet), and when the
+    kernel finds non-finite scores or a singular covariance (a Cholesky pivot at most
+    ``singular_pivot`` of its diagonal entry): the numpy definition then raises, or
+    factors by eigendecomposition.
+    """
+    if _thompson is None or theta is None or chol is None:
+        return None
+    k, d = len(eligible), len(theta)
+    arrays = ((features, np.float64, (k, d)), (theta, np.float64, (d,)), (chol, np.float32, (d, d)), (eligible, np.bool_, (k,)))
+    if not all(isinstance(a, np.ndarray) and a.dtype == dtype and a.shape == shape and a.flags.c_contiguous for a, dtype, shape in arrays):
+        return None
+    probabilities = np.empty(k)
+    if not _thompson.shared_probabilities(features, theta, chol, normals, eligible, samples, scale, floor, singular_pivot, probabilities):
+        return None
+    return probabilities
 
 
 def win_frequencies(draws: np.ndarray, eligible: np.ndarray) -> np.ndarray:

@@ -1,8 +1,8 @@
 """The compiled kernels must give exactly what the Python and numpy code they speed up gives.
 
 Featurization's common case (``decide/_featurize.c``) must equal the Python
-definition bit for bit, or step aside; the Thompson sampling tail
-(``decide/policies/_thompson.c``) must count the same wins as numpy.
+definition bit for bit, or step aside; Thompson sampling's kernels
+(``decide/policies/_thompson.c``) must count the same wins as numpy, or step aside.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import pytest
 from decide import features
 from decide.features import FeatureError, FeatureSpace
 from decide.policies import state
-from decide.policies.linear import covariance_factor
-from decide.policies.state import antithetic_win_frequencies
+from decide.policies.base import ActionSet
+from decide.policies.linear import SINGULAR_PIVOT, LinearThompson, covariance_factor
+from decide.policies.params import NonFiniteInput
+from decide.policies.state import antithetic_win_frequencies, compiled_shared_thompson
 
 if features._featurize is None or state._thompson is None:
     if os.environ.get("DECIDE_REQUIRE_COMPILED"):
@@ -174,3 +176,78 @@ def test_compiled_thompson_counts_equal_numpys(samples):
 def test_compiled_thompson_refuses_a_decision_without_eligible_actions():
     with pytest.raises(ValueError, match="no eligible action"):
         antithetic_win_frequencies(np.zeros(3), np.eye(3), np.ones((2, 3)), np.zeros(3, dtype=bool), 4)
+
+
+def thompson_case(rng: np.random.Generator, dimension: int, actions: int) -> tuple[LinearThompson, dict, ActionSet]:
+    """A linear Thompson policy with a snapshot learned from sparse random examples, and sparse candidates."""
+    policy = LinearThompson(
+        dimension=dimension, samples=int(rng.integers(1, 300)), scale=float(rng.uniform(0.1, 3.0)),
+        floor=float(rng.choice([0.0, 0.05, 0.5])),
+    )
+    examples = rng.standard_normal((int(rng.integers(0, 200)), dimension)) * (rng.random((1, dimension)) < 0.5)
+    snapshot = policy.snapshot({"xx": examples.T @ examples, "xr": examples.T @ rng.standard_normal(len(examples))})
+    features = rng.standard_normal((actions, dimension)) * (rng.random((actions, dimension)) < 0.45)
+    eligible = rng.random(actions) < 0.8
+    eligible[rng.integers(actions)] = True
+    return policy, snapshot, ActionSet(tuple(map(str, range(actions))), np.zeros(dimension), features, eligible)
+
+
+def numpy_probabilities(policy: LinearThompson, snapshot: dict, actions: ActionSet, seed: int, monkeypatch) -> np.ndarray:
+    with monkeypatch.context() as patch:
+        patch.setattr(state, "_thompson", None)
+        return policy.probabilities(snapshot, actions, np.random.default_rng(seed))
+
+
+def test_compiled_linear_thompson_equals_its_numpy_definition(monkeypatch):
+    """Every dimension's column blocks and tail, more candidates than dimensions (singular covariances) included."""
+    rng = np.random.default_rng(7)
+    compiled_cases = 0
+    for case in range(600):
+        dimension = int(rng.choice([1, 3, 8, 16, 70, 64, 256]))
+        policy, snapshot, actions = thompson_case(rng, dimension, int(rng.integers(1, 13)))
+        seed = int(rng.integers(2**31))
+        normals = np.random.default_rng(seed).standard_normal(((policy.samples + 1) // 2, len(actions.ids)))
+        compiled = compiled_shared_thompson(
+            actions.features, snapshot["theta"], snapshot["chol"], normals, actions.eligible,
+            policy.samples, policy.scale, policy.floor, SINGULAR_PIVOT,
+        )
+        reference = numpy_probabilities(policy, snapshot, actions, seed, monkeypatch)
+        served = policy.probabilities(snapshot, actions, np.random.default_rng(seed))
+        np.testing.assert_allclose(served, reference, rtol=0, atol=1e-12)
+        if compiled is not None:
+            compiled_cases += 1
+            assert compiled.tobytes() == served.tobytes()
+    assert compiled_cases > 350  # 409: the rest have more candidates than dimensions, or an all-zero candidate
+
+
+def test_compiled_linear_thompson_steps_aside_where_numpy_must_decide(monkeypatch):
+    rng = np.random.default_rng(3)
+    policy, snapshot, actions = thompson_case(rng, 16, 4)
+    normals = np.zeros(((policy.samples + 1) // 2, 4))
+    arguments = (normals, actions.eligible, policy.samples, policy.scale, policy.floor, SINGULAR_PIVOT)
+    assert compiled_shared_thompson(actions.features, snapshot["theta"], snapshot["chol"], *arguments) is not None
+    assert compiled_shared_thompson(actions.features, None, None, *arguments) is None  # the prior: no θ yet
+    assert compiled_shared_thompson(actions.features.astype(np.float32), snapshot["theta"], snapshot["chol"], *arguments) is None
+    twins = actions.features.copy()
+    twins[1] = twins[0]
+    assert compiled_shared_thompson(twins, snapshot["theta"], snapshot["chol"], *arguments) is None
+    twin_actions = ActionSet(actions.ids, actions.context, twins, actions.eligible)
+    np.testing.assert_allclose(
+        policy.probabilities(snapshot, twin_actions, np.random.default_rng(1)),
+        numpy_probabilities(policy, snapshot, twin_actions, 1, monkeypatch), rtol=0, atol=1e-12,
+    )
+    huge = actions.features.copy()
+    huge[0, 0] = 1e39  # beyond single precision in the projection
+    assert compiled_shared_thompson(huge, snapshot["theta"], snapshot["chol"], *arguments) is None
+    with pytest.raises(NonFiniteInput):
+        policy.probabilities(snapshot, ActionSet(actions.ids, actions.context, huge, actions.eligible), np.random.default_rng(1))
+
+
+def test_compiled_linear_thompson_refuses_a_decision_without_eligible_actions():
+    rng = np.random.default_rng(5)
+    policy, snapshot, actions = thompson_case(rng, 8, 3)
+    with pytest.raises(ValueError, match="no eligible action"):
+        compiled_shared_thompson(
+            actions.features, snapshot["theta"], snapshot["chol"], np.zeros((2, 3)), np.zeros(3, dtype=bool), 4, 1.0, 0.0,
+            SINGULAR_PIVOT,
+        )
