@@ -245,7 +245,7 @@ def test_compiled_linear_thompson_steps_aside_where_numpy_must_decide(monkeypatc
 
 def test_compiled_linear_thompson_refuses_a_decision_without_eligible_actions():
     rng = np.random.default_rng(5)
-    policy, snapshot, actions = thompson_case(rng, 8, 3)
+    _, snapshot, actions = thompson_case(rng, 8, 3)
     with pytest.raises(ValueError, match="no eligible action"):
         compiled_shared_thompson(
             actions.features, snapshot["theta"], snapshot["chol"], np.zeros((2, 3)), np.zeros(3, dtype=bool), 4, 1.0, 0.0,
