@@ -121,9 +121,11 @@ done:
 typedef float lanes __attribute__((vector_size(32))); /* 8 floats: one AVX2 register, two SSE ones */
 #define BLOCK 8                                        /* lanes vectors summed in registers at once */
 
-/* rows[i] = x[i] @ factor over the non-zero x[i][j] (listed in nonzero), in single precision as the
- * numpy definition's float32 product. Each element sums its terms in index order whatever the
- * vector width, so every instruction set below gives the same numbers; a block of 64 columns is
+/* rows[i] = x[i] @ factor over the non-zero x[i][j] (listed in nonzero, ascending), in single precision
+ * as the numpy definition's float32 product. The factor is lower triangular (ridge_posterior's), so a
+ * term j adds nothing to columns beyond j: a block of columns starts at the first term that reaches
+ * it, which halves the work and the factor read. Each element sums its terms in index order whatever
+ * the vector width, so every instruction set below gives the same numbers; a block of 64 columns is
  * summed in registers, so each term costs a load, a multiply and an add. */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 __attribute__((target_clones("avx2", "default")))
@@ -132,10 +134,12 @@ static void project(const float *weights, const Py_ssize_t *nonzero, Py_ssize_t 
                     Py_ssize_t d, float *row)
 {
     const Py_ssize_t width = BLOCK * (Py_ssize_t)(sizeof(lanes) / sizeof(float));
-    Py_ssize_t start = 0;
+    Py_ssize_t start = 0, first = 0;
     for (; start + width <= d; start += width) {
+        while (first < terms && nonzero[first] < start)
+            first++;
         lanes sum[BLOCK] = {{0}};
-        for (Py_ssize_t t = 0; t < terms; t++) {
+        for (Py_ssize_t t = first; t < terms; t++) {
             const float *line = factor + nonzero[t] * d + start;
             for (int v = 0; v < BLOCK; v++) {
                 lanes values;
@@ -146,8 +150,10 @@ static void project(const float *weights, const Py_ssize_t *nonzero, Py_ssize_t 
         memcpy(row + start, sum, sizeof(sum));
     }
     for (Py_ssize_t c = start; c < d; c++) {
+        while (first < terms && nonzero[first] < c)
+            first++;
         float sum = 0.0f;
-        for (Py_ssize_t t = 0; t < terms; t++)
+        for (Py_ssize_t t = first; t < terms; t++)
             sum += weights[t] * factor[nonzero[t] * d + c];
         row[c] = sum;
     }

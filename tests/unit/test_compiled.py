@@ -251,3 +251,11 @@ def test_compiled_linear_thompson_refuses_a_decision_without_eligible_actions():
             actions.features, snapshot["theta"], snapshot["chol"], np.zeros((2, 3)), np.zeros(3, dtype=bool), 4, 1.0, 0.0,
             SINGULAR_PIVOT,
         )
+
+
+def test_the_served_factor_is_lower_triangular_as_the_kernel_assumes():
+    """The kernel skips the factor's upper triangle; a factor with anything there would be projected wrong."""
+    rng = np.random.default_rng(11)
+    for dimension in (1, 5, 64, 256):
+        _, snapshot, _ = thompson_case(rng, dimension, 2)
+        assert snapshot["chol"].dtype == np.float32 and not np.triu(snapshot["chol"], 1).any()
