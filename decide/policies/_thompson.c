@@ -34,8 +34,9 @@ static int view(PyObject *array, Py_buffer *buffer, const char *format, Py_ssize
     return 0;
 }
 
-/* Add to count how often each eligible action has the best of the samples antithetic draws. */
-static int count_wins(const double *mean, const double *c, const double *z, const char *ok, Py_ssize_t k,
+/* Add to count how often each eligible action has the best of the samples antithetic draws; a lower
+ * triangular factor skips the zeros above its diagonal (they would add nothing to the noise). */
+static int count_wins(const double *mean, const double *c, int lower, const double *z, const char *ok, Py_ssize_t k,
                       Py_ssize_t samples, int64_t *count)
 {
     Py_ssize_t pairs = (samples + 1) / 2;
@@ -48,7 +49,7 @@ static int count_wins(const double *mean, const double *c, const double *z, cons
         const double *row = z + i * k;
         for (Py_ssize_t j = 0; j < k; j++) {
             double sum = 0.0;
-            for (Py_ssize_t l = 0; l < k; l++)
+            for (Py_ssize_t l = 0, end = lower ? j + 1 : k; l < end; l++)
                 sum += row[l] * c[j * k + l];
             noise[j] = sum;
         }
@@ -106,7 +107,7 @@ static PyObject *win_counts(PyObject *module, PyObject *args)
         PyErr_Format(PyExc_ValueError, "counts must be a writable C-contiguous int64 array of %zd values", k);
         goto done;
     }
-    if (count_wins(means.buf, factor.buf, normals.buf, eligible.buf, k, samples, counts.buf) == 0)
+    if (count_wins(means.buf, factor.buf, 0, normals.buf, eligible.buf, k, samples, counts.buf) == 0)
         result = Py_NewRef(Py_None);
 
 done:
@@ -299,7 +300,7 @@ static PyObject *shared_probabilities(PyObject *module, PyObject *args)
         goto done;
     }
     memset(count, 0, k * sizeof(int64_t));
-    if (count_wins(means, factor, normals.buf, ok, k, samples, count) < 0)
+    if (count_wins(means, factor, 1, normals.buf, ok, k, samples, count) < 0)
         goto done;
     double total = 0.0, share = floor_share * (1.0 / (double)eligible_count);
     for (Py_ssize_t i = 0; i < k; i++) {
