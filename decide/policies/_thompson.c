@@ -1,18 +1,19 @@
 /* Thompson sampling's per-decision arithmetic, compiled.
  *
- * decide/policies/state.py defines it with numpy. win_counts is the Monte Carlo
- * tail (antithetic_win_frequencies): noise = normals @ factor.T, draws =
- * [means + noise; means - noise][:samples], then each draw's first best eligible
- * action. shared_probabilities is all of LinearThompson's shared mode after the
- * normals are drawn (shared_thompson_probabilities): the projection of the
- * candidates with the posterior, the k x k covariance factor, the win counts and
- * the exploration floor.
+ * The Python and numpy code defines it. win_counts is the Monte Carlo tail
+ * (antithetic_win_frequencies in decide/policies/state.py): noise = normals @
+ * factor.T, draws = [means + noise; means - noise][:samples], then each draw's
+ * first best eligible action. shared_probabilities is the whole of
+ * LinearThompson.probabilities in shared mode after the normals are drawn
+ * (decide/policies/linear.py, called through compiled_shared_thompson): the
+ * projection of the candidates with the posterior, the k x k covariance and its
+ * Cholesky factor, the win counts and the exploration floor.
  *
  * On ten actions each numpy call costs more than its arithmetic, and most
  * release the GIL, which under load hands it to another request thread every
  * time; between requests the rest of the server evicts numpy's code from the
  * caches, so each call costs several times its hot-loop figure. One call that
- * keeps the GIL does the same arithmetic. Sums run in index order; BLAS and
+ * keeps the GIL does the same arithmetic. Sums run in a fixed order; BLAS and
  * LAPACK may round a term differently in its last bits, which could change a
  * count only where two sampled scores tie to within that rounding.
  */
