@@ -219,9 +219,9 @@ class LinearThompson(LinearPolicy):
 
         Samples come in antithetic pairs, z' and −z' (``antithetic_win_frequencies``):
         each is still an exact posterior draw, half as many normals are drawn, and
-        the pairs' negative correlation lowers the estimate's error (on the API benchmark's decisions,
-        256 samples: worst action's standard deviation 0.031 -> 0.016 under the
-        prior, 0.023 -> 0.020 after 5,000 examples).
+        the pairs' negative correlation lowers the estimate's error (on the API
+        benchmark's decisions, 256 samples: worst action's standard deviation
+        0.031 -> 0.016 under the prior, 0.023 -> 0.020 after 5,000 examples).
 
         In shared mode a compiled kernel does all of this after the normals are
         drawn, when it is built (``compiled_shared_thompson``); the code below is
