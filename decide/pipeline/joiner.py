@@ -37,7 +37,9 @@ from sqlalchemy.orm import Session
 
 from decide.config import LoopConfig
 from decide.events.log import Position, Record
-from decide.events.schemas import STREAMS, Activation, Decision, Event, JoinReason, Reward, decode
+from decide.events.schemas import (
+    STREAMS, Activation, Decision, DecisionHeader, JoinedEvent, JoinReason, Reward, decode, decode_for_join,
+)
 from decide.store.bulk import among, id_chunks, insert_rows
 from decide.store.models import Example, PendingJoin
 
@@ -120,13 +122,13 @@ class Join:
         )
 
 
-def decoded(records: Iterable[Record]) -> list[tuple[Record, Event]]:
-    """Each record with its event.
+def decoded(records: Iterable[Record]) -> list[tuple[Record, JoinedEvent]]:
+    """Each record with its event, a decision as its header: joins keep the logged text and parse it when they close.
 
     The worker decodes before its transaction opens: on SQLite that transaction
     holds the database's only write lock, which every API append waits for.
     """
-    return [(record, decode(record.value)) for record in records]
+    return [(record, decode_for_join(record.value)) for record in records]
 
 
 class Joiner:
@@ -148,7 +150,7 @@ class Joiner:
         self.event_time.clear()
         self._stored.clear()
 
-    def look_up(self, session: Session, logged: Sequence[tuple[Record, Event]]) -> Found:
+    def look_up(self, session: Session, logged: Sequence[tuple[Record, JoinedEvent]]) -> Found:
         """What the database holds of the logged events not in memory: their stored joins and the closed ones.
 
         Stored joins are locked first (on PostgreSQL), then closed ones looked for: a join another member closes
@@ -162,7 +164,7 @@ class Joiner:
             stored.update((row.event_id, Join.from_row(row)) for row in session.execute(query))
         return Found(stored, _closed_ids(session, unseen - stored.keys()))
 
-    def fold(self, logged: Sequence[tuple[Record, Event]], found: Found, config_of: ConfigLookup) -> JoinCounts:
+    def fold(self, logged: Sequence[tuple[Record, JoinedEvent]], found: Found, config_of: ConfigLookup) -> JoinCounts:
         """Fold logged records, with their events (see ``decoded``), into the joins; a decision is kept as it was logged.
 
         ``found`` is ``look_up``'s answer for the same records, read since this joiner last changed the database.
@@ -173,7 +175,7 @@ class Joiner:
             position = (record.stream, record.partition)
             self.event_time[position] = max(self.event_time.get(position, event.timestamp), event.timestamp)
             if event.event_id in found.closed:
-                counts.duplicates += isinstance(event, Decision)
+                counts.duplicates += isinstance(event, DecisionHeader)
                 counts.late_rewards += isinstance(event, Reward)
                 continue
             join = self.young.get(event.event_id) or self._stored.get(event.event_id)
@@ -182,7 +184,7 @@ class Joiner:
             join.partition = record.partition
             join.first_offsets.setdefault(record.stream, record.offset)
             close_at = join.close_at
-            if isinstance(event, Decision):
+            if isinstance(event, DecisionHeader):
                 counts.duplicates += not _decide(join, event, record.value, config_of)
             elif isinstance(event, Reward):
                 counts.duplicates += not _add_reward(join, event)
@@ -193,7 +195,7 @@ class Joiner:
         return counts
 
     @staticmethod
-    def _open(event: Event, partition: int, config_of: ConfigLookup) -> Join:
+    def _open(event: JoinedEvent, partition: int, config_of: ConfigLookup) -> Join:
         config = config_of(event.loop)
         close_at = event.timestamp + config.activationTimeout + config.rewardWaitTime
         return Join(event.event_id, event.loop, partition, event.timestamp, close_at)
@@ -343,7 +345,7 @@ def _watermark(watermarks: dict[int, float], partition: int | None) -> float:
     return watermarks.get(partition, float("-inf"))
 
 
-def _decide(join: Join, decision: Decision, text: str, config_of: ConfigLookup) -> bool:
+def _decide(join: Join, decision: DecisionHeader, text: str, config_of: ConfigLookup) -> bool:
     if join.decision_json is not None:
         return False
     config = config_of(decision.loop)

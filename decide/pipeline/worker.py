@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from decide.config import LoopConfig, Settings
 from decide.events.log import EventLog, Position, Record
-from decide.events.schemas import STREAMS, Event
+from decide.events.schemas import STREAMS, JoinedEvent
 from decide.pipeline.joiner import Found, JoinCounts, Joiner, decoded
 from decide.pipeline.learner import Learner, LearnedVersion
 from decide.pipeline.metrics import PipelineMetrics
@@ -145,7 +145,7 @@ class Worker:
         self._stored, self._read = stored, read
         return CycleResult(len(records), len(closed), versions, counts, closed_by_reason=Counter(e.reason for e in closed))
 
-    def _look_up_before_lock(self, logged: list[tuple[Record, Event]]) -> Found | None:
+    def _look_up_before_lock(self, logged: list[tuple[Record, JoinedEvent]]) -> Found | None:
         """On SQLite, the joiner's look-ups in a read transaction of their own, taking no write lock (see the module's
         docstring); None elsewhere, where they run in the cycle's transaction."""
         if self._readers is None:

@@ -3,7 +3,9 @@
 import os
 import threading
 
-from decide.events.schemas import Decision, Reward, decode, encode, new_id
+import pytest
+
+from decide.events.schemas import Activation, Decision, DecisionHeader, Reward, decode, decode_for_join, encode, new_id
 
 
 def test_integers_beyond_64_bits_come_back_as_the_floats_featurization_uses():
@@ -21,6 +23,29 @@ def test_integers_beyond_64_bits_come_back_as_the_floats_featurization_uses():
 def test_a_reward_round_trips():
     reward = Reward("e1", 0.25, 2.0, loop="default")
     assert decode(encode(reward)) == reward
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+def test_joining_reads_a_decision_as_its_header_and_other_records_whole(deferred):
+    decision = Decision(
+        event_id="e1", loop="shop", timestamp=7.25, policy_version=2, context=[{"big": 10**30, "s": "x"}],
+        actions=[{"id": "a", "features": {"n": [1, 2]}}, {"id": "b"}], excluded=["b"], chosen="a",
+        probabilities=[1.0, 0.0], deferred=deferred,
+    )
+    assert decode_for_join(encode(decision)) == DecisionHeader("e1", "shop", 7.25, deferred)
+    reward, activation = Reward("e1", 0.5, 8.0), Activation("e1", 9.0, loop="shop")
+    assert decode_for_join(encode(reward)) == reward
+    assert decode_for_join(encode(activation)) == activation
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"schema": "decide.decision/9", "event_id": "e", "timestamp": 1}', '{"schema": "decide.decision/1"', "[]",
+     '{"schema": "decide.decision/1", "event_id": "e", "timestamp": 1}'],
+)
+def test_joining_refuses_what_is_not_an_event_record(text):
+    with pytest.raises(ValueError):
+        decode_for_join(text)
 
 
 def test_new_ids_are_128_random_bits_never_repeated_across_threads_or_a_fork():
