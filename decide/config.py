@@ -152,6 +152,8 @@ class Settings:
     join_spill_after: float = 10.0
     """Event-time seconds a join stays in a worker's memory before it is written to the database."""
     worker_batch: int = 5000
+    log_retention: float = 7 * 86400.0
+    """Seconds the embedded event log keeps a record after the pipeline consumed it; -1 keeps every record."""
     worker_interval: float = 0.25
     """Shortest time between a worker's cycles while it is caught up: fewer, larger transactions."""
     api_keys: tuple[str, ...] = ()
@@ -194,5 +196,7 @@ class Settings:
                 raise ConfigError(f"DECIDE_{name.upper()}", f"DECIDE_{name.upper()} must be from 0 to 60 seconds")
         if not 0 <= self.join_spill_after <= 3600:
             raise ConfigError("DECIDE_JOIN_SPILL_AFTER", "DECIDE_JOIN_SPILL_AFTER must be from 0 to 3600 seconds")
+        if self.log_retention != -1 and not 0 <= self.log_retention <= 3650 * 86400:
+            raise ConfigError("DECIDE_LOG_RETENTION", "DECIDE_LOG_RETENTION must be -1 (keep every record) or 0 to 315360000 seconds")
         if self.event_log not in get_args(EventLogKind):
             raise ConfigError("DECIDE_EVENT_LOG", f"DECIDE_EVENT_LOG must be 'embedded' or 'kafka'; got {self.event_log!r}")

@@ -367,7 +367,8 @@ OPERATION_NOTES: dict[tuple[str, str], dict[str, Any]] = {
             "`decide_event_log_failures_total`; and the learner's: `decide_pipeline_records_total`, "
             "`decide_pipeline_examples_total{reason}`, `decide_pipeline_versions_total{loop}`, "
             "`decide_pipeline_duplicates_total`, `decide_pipeline_late_rewards_total`, "
-            "`decide_pipeline_offset_conflicts_total`, `decide_pipeline_cycle_seconds` (histogram)."
+            "`decide_pipeline_offset_conflicts_total`, `decide_pipeline_cycle_seconds` (histogram), and with the embedded log "
+            "`decide_event_log_trimmed_total`."
         ),
         "errors": [],
     },

@@ -25,8 +25,9 @@ import threading
 import time
 import zlib
 from collections import Counter
+from itertools import takewhile
 
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, insert, select, update
 from sqlalchemy.exc import OperationalError
 
 from decide.events.log import EventLog, LogUnavailable, Position, Record, Subscription
@@ -50,6 +51,24 @@ _READ = (
     .order_by(LogRecord.offset)
     .limit(bindparam("limit"))
 )
+
+_OLDEST = (
+    select(LogRecord.offset, LogRecord.appended_at)
+    .where(
+        LogRecord.stream == bindparam("stream"),
+        LogRecord.partition == bindparam("partition"),
+        LogRecord.offset < bindparam("below"),
+    )
+    .order_by(LogRecord.offset)
+    .limit(bindparam("limit"))
+)
+_DELETE_THROUGH = delete(LogRecord).where(
+    LogRecord.stream == bindparam("stream"),
+    LogRecord.partition == bindparam("partition"),
+    LogRecord.offset <= bindparam("through"),
+)
+TRIM_BATCH = 2000
+"""Most records one trimming transaction deletes: on SQLite it holds the write lock that every append waits for."""
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -242,6 +261,28 @@ class EmbeddedLog(EventLog):
             except sqlite3.Error:
                 pass
         self._sqlite = None
+
+    def trim(self, consumed: dict[Position, int], appended_before: float, limit: int) -> int:
+        """Delete consumed records past their retention, oldest first, a short transaction at a time.
+
+        Offsets grow with append time, so each partition's due records are a prefix
+        of what remains: reading its oldest rows finds them without scanning the rest.
+        """
+        deleted = 0
+        writer = self.engine.execution_options(writer=True)
+        for (stream, partition), below in sorted(consumed.items()):
+            while deleted < limit:
+                batch = min(TRIM_BATCH, limit - deleted)
+                key = {"stream": stream, "partition": partition}
+                with writer.begin() as connection:
+                    oldest = connection.execute(_OLDEST, {**key, "below": below, "limit": batch}).all()
+                    due = list(takewhile(lambda row: row.appended_at < appended_before, oldest))
+                    if due:
+                        connection.execute(_DELETE_THROUGH, {**key, "through": due[-1].offset})
+                deleted += len(due)
+                if len(due) < batch:
+                    break
+        return deleted
 
     def close(self) -> None:
         with self._writer:

@@ -61,5 +61,10 @@ class EventLog(ABC):
     @abstractmethod
     def subscribe(self, group: str, streams: tuple[str, ...]) -> Subscription: ...
 
+    def trim(self, consumed: dict[Position, int], appended_before: float, limit: int) -> int:
+        """Delete up to ``limit`` records below the ``consumed`` offsets and appended before ``appended_before``,
+        oldest first; returns how many. The default deletes nothing: a Kafka broker applies its own retention."""
+        return 0
+
     def close(self) -> None:
         """Release connections; the default has none of its own."""

@@ -23,4 +23,7 @@ class PipelineMetrics:
         self.conflicts = Counter(
             "decide_pipeline_offset_conflicts", "Cycles dropped because another member moved the offsets", registry=registry
         )
+        self.trimmed = Counter(
+            "decide_event_log_trimmed", "Embedded event-log records deleted, consumed and past DECIDE_LOG_RETENTION", registry=registry
+        )
         self.cycle_seconds = Histogram("decide_pipeline_cycle_seconds", "Duration of one poll-join-learn cycle", registry=registry)

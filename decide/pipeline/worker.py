@@ -57,6 +57,8 @@ from decide.store.models import ConsumerOffset
 log = logging.getLogger(__name__)
 
 GROUP = "decide-pipeline"
+TRIM_PAUSE = 10.0
+"""Seconds between the worker's looks for event-log records past their retention, once it found none."""
 
 
 @dataclass
@@ -79,6 +81,7 @@ class Worker:
         metrics: PipelineMetrics | None = None,
     ) -> None:
         self.sessions = sessions
+        self.event_log = event_log
         self.subscription = event_log.subscribe(GROUP, STREAMS)
         self.settings = settings
         self.clock = clock
@@ -91,12 +94,16 @@ class Worker:
         self._read: dict[Position, int] = {}
         """Where this worker has read to, at or past the stored offsets."""
         self._readers = _readers_before_lock(sessions)
+        self._trim_after = float("-inf")
+        """When (on ``clock``) to look for records to trim again."""
 
     def cycle(self, timeout: float = 0.2) -> CycleResult:
         """Poll once and commit what the records and the clock imply."""
         started = time.perf_counter()
         with _collector_paused():
             result = self._cycle(timeout)
+        if not result.conflict:
+            self.metrics.trimmed.inc(self._trim())
         self.metrics.cycle_seconds.observe(time.perf_counter() - started)
         self.metrics.records.inc(result.records)
         self.metrics.duplicates.inc(result.counts.duplicates)
@@ -144,6 +151,19 @@ class Worker:
             raise
         self._stored, self._read = stored, read
         return CycleResult(len(records), len(closed), versions, counts, closed_by_reason=Counter(e.reason for e in closed))
+
+    def _trim(self) -> int:
+        """Delete records this worker has consumed that are past ``log_retention``: up to a batch's worth per cycle
+        while any are due, so that the trimming keeps pace with the appends but never holds a cycle up for long."""
+        now = self.clock()
+        if self.settings.log_retention < 0 or not self._stored or now < self._trim_after:
+            return 0
+        consumed = {position: row.next_offset for position, row in self._stored.items()}
+        limit = self.settings.worker_batch
+        trimmed = self.event_log.trim(consumed, now - self.settings.log_retention, limit)
+        if trimmed < limit:
+            self._trim_after = now + TRIM_PAUSE
+        return trimmed
 
     def _look_up_before_lock(self, logged: list[tuple[Record, JoinedEvent]]) -> Found | None:
         """On SQLite, the joiner's look-ups in a read transaction of their own, taking no write lock (see the module's

@@ -1,0 +1,101 @@
+"""The embedded event log deletes what the pipeline has consumed once it is past DECIDE_LOG_RETENTION, and nothing else."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select, update
+
+from decide.config import ConfigError, Settings
+from decide.events.embedded import EmbeddedLog, partition_of
+from decide.events.schemas import DECISIONS, STREAMS
+from decide.pipeline.worker import Worker
+from decide.store.db import make_engine, migrate, writer_sessions
+from decide.store.models import Example, LogRecord
+from tests.conftest import make_service
+
+KEY = "event-1"
+
+
+@pytest.fixture
+def log(database_url: str):
+    migrate(database_url)
+    engine = make_engine(database_url)
+    yield EmbeddedLog(engine, 4, STREAMS)
+    engine.dispose()
+
+
+def offsets(log: EmbeddedLog) -> list[int]:
+    with log.engine.connect() as connection:
+        return list(connection.scalars(select(LogRecord.offset).where(LogRecord.stream == DECISIONS).order_by(LogRecord.offset)))
+
+
+def append(log: EmbeddedLog, count: int, appended_at: float | None = None) -> None:
+    start = len(offsets(log))
+    for number in range(count):
+        log.append(DECISIONS, KEY, f'{{"n": {number}}}')
+    if appended_at is not None:
+        with log.engine.begin() as connection:
+            connection.execute(update(LogRecord).where(LogRecord.offset >= start).values(appended_at=appended_at))
+
+
+def test_only_consumed_records_past_retention_are_deleted_oldest_first(log):
+    position = (DECISIONS, partition_of(KEY, log.partitions))
+    append(log, 6, appended_at=100.0)
+    append(log, 4)  # appended now
+    assert log.trim({position: 4}, appended_before=200.0, limit=1000) == 4  # not consumed: 4 and 5
+    assert offsets(log) == [4, 5, 6, 7, 8, 9]
+    assert log.trim({position: 10}, appended_before=200.0, limit=1000) == 2  # the rest are too young
+    assert offsets(log) == [6, 7, 8, 9]
+    assert log.trim({position: 10}, appended_before=200.0, limit=1000) == 0
+    append(log, 1)
+    assert offsets(log) == [6, 7, 8, 9, 10]  # offsets go on where they were
+
+
+def test_a_limit_deletes_the_oldest_first(log):
+    position = (DECISIONS, partition_of(KEY, log.partitions))
+    append(log, 5, appended_at=100.0)
+    assert log.trim({position: 5}, appended_before=200.0, limit=3) == 3
+    assert offsets(log) == [3, 4]
+
+
+@pytest.mark.parametrize("retention, kept", [(0.0, False), (-1.0, True), (7 * 86400.0, True)])
+def test_the_worker_trims_what_it_learned_from_and_a_new_worker_reads_on(database_url, retention, kept):
+    service = make_service(database_url, log_retention=retention)
+
+    def rank_and_reward(count: int) -> None:
+        for _ in range(count):
+            response = service.client.post("/rank", json={"actions": [{"id": "a"}, {"id": "b"}]})
+            assert response.status_code == 201
+            assert service.client.post("/reward", json={"eventId": response.json["eventId"], "value": 1.0}).status_code == 202
+
+    def log_size() -> int:
+        with service.engine.connect() as connection:
+            return connection.scalar(select(func.count()).select_from(LogRecord))
+
+    def examples() -> int:
+        with service.engine.connect() as connection:
+            return connection.scalar(select(func.count()).select_from(Example))
+
+    rank_and_reward(6)
+    service.advance(700)  # past the default loop's 600 s reward wait
+    service.learn_all()
+    assert examples() == 6
+    assert log_size() == (12 if kept else 0)
+
+    restarted = Worker(writer_sessions(service.engine), service.app.extensions["decide"].event_log,
+                       Settings(database_url=database_url, join_grace=0.0, log_retention=retention), clock=service.clock)
+    rank_and_reward(3)
+    service.advance(700)
+    for _ in range(20):
+        restarted.cycle(timeout=0.0)
+    assert examples() == 9
+    assert log_size() == (18 if kept else 0)
+    restarted.close()
+    service.worker.close()
+    service.engine.dispose()
+
+
+def test_retention_is_checked():
+    with pytest.raises(ConfigError, match="DECIDE_LOG_RETENTION"):
+        Settings(log_retention=-2.0)
+    assert Settings.from_env({"DECIDE_LOG_RETENTION": "-1"}).log_retention == -1
