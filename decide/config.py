@@ -153,7 +153,7 @@ class Settings:
     """Event-time seconds a join stays in a worker's memory before it is written to the database."""
     worker_batch: int = 5000
     log_retention: float = 7 * 86400.0
-    """Seconds the embedded event log keeps a record after the pipeline consumed it; -1 keeps every record."""
+    """Seconds after its append that the embedded event log keeps a record, once consumed; -1 keeps every record."""
     worker_interval: float = 0.25
     """Shortest time between a worker's cycles while it is caught up: fewer, larger transactions."""
     api_keys: tuple[str, ...] = ()

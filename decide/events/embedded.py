@@ -266,8 +266,11 @@ class EmbeddedLog(EventLog):
     def trim(self, consumed: dict[Position, int], appended_before: float, limit: int) -> int:
         """Delete consumed records past their retention, oldest first, a short transaction at a time.
 
-        Offsets grow with append time, so each partition's due records are a prefix
-        of what remains: reading its oldest rows finds them without scanning the rest.
+        Offsets grow with append time (roughly: on PostgreSQL the time is read before the
+        counter row's lock, and hosts' clocks differ), so a partition's due records are
+        mostly a prefix of what remains, and only that prefix is deleted: reading the
+        oldest rows finds it without scanning the rest. A record dated later than those
+        after it holds their deletion back until it is due itself, never the reverse.
         """
         deleted = 0
         writer = self.engine.execution_options(writer=True)
@@ -278,9 +281,8 @@ class EmbeddedLog(EventLog):
                 with writer.begin() as connection:
                     oldest = connection.execute(_OLDEST, {**key, "below": below, "limit": batch}).all()
                     due = list(takewhile(lambda row: row.appended_at < appended_before, oldest))
-                    if due:
-                        connection.execute(_DELETE_THROUGH, {**key, "through": due[-1].offset})
-                deleted += len(due)
+                    if due:  # rowcount: another member may have deleted some of them meanwhile
+                        deleted += connection.execute(_DELETE_THROUGH, {**key, "through": due[-1].offset}).rowcount
                 if len(due) < batch:
                     break
         return deleted

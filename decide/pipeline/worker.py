@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy import bindparam, insert, select, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from decide.config import LoopConfig, Settings
@@ -102,8 +102,6 @@ class Worker:
         started = time.perf_counter()
         with _collector_paused():
             result = self._cycle(timeout)
-        if not result.conflict:
-            self.metrics.trimmed.inc(self._trim())
         self.metrics.cycle_seconds.observe(time.perf_counter() - started)
         self.metrics.records.inc(result.records)
         self.metrics.duplicates.inc(result.counts.duplicates)
@@ -113,6 +111,8 @@ class Worker:
             self.metrics.examples.labels(reason).inc(count)
         for learned in result.versions:
             self.metrics.versions.labels(learned.loop).inc()
+        if not result.conflict and result.records < self.settings.worker_batch:  # a backlog is worked off first
+            self.metrics.trimmed.inc(self._trim())
         return result
 
     def _cycle(self, timeout: float) -> CycleResult:
@@ -153,14 +153,21 @@ class Worker:
         return CycleResult(len(records), len(closed), versions, counts, closed_by_reason=Counter(e.reason for e in closed))
 
     def _trim(self) -> int:
-        """Delete records this worker has consumed that are past ``log_retention``: up to a batch's worth per cycle
-        while any are due, so that the trimming keeps pace with the appends but never holds a cycle up for long."""
+        """Delete records below this worker's last stored offsets that are past ``log_retention``.
+
+        Up to a batch's worth per cycle while any are due, so that trimming keeps pace
+        with the appends; a failure is logged and only delays it, as nothing depends on it.
+        """
         now = self.clock()
         if self.settings.log_retention < 0 or not self._stored or now < self._trim_after:
             return 0
         consumed = {position: row.next_offset for position, row in self._stored.items()}
         limit = self.settings.worker_batch
-        trimmed = self.event_log.trim(consumed, now - self.settings.log_retention, limit)
+        try:
+            trimmed = self.event_log.trim(consumed, now - self.settings.log_retention, limit)
+        except SQLAlchemyError as error:
+            log.warning("trimming the event log failed, trying again in %.0f s: %s", TRIM_PAUSE, error)
+            trimmed = 0
         if trimmed < limit:
             self._trim_after = now + TRIM_PAUSE
         return trimmed
