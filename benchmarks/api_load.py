@@ -401,9 +401,11 @@ class Server:
             return None
         try:
             with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=5) as connection:
-                (appended,) = connection.execute("SELECT coalesce(sum(next_offset), 0) FROM log_partitions").fetchone()
-                (consumed,) = connection.execute("SELECT coalesce(sum(coalesce(read_offset, next_offset)), 0) FROM consumer_offsets").fetchone()
-            return int(appended - consumed)
+                (unread,) = connection.execute(  # offsets are row ids on SQLite: count the records past each position
+                    'SELECT count(*) FROM event_log e LEFT JOIN consumer_offsets c ON c.stream = e.stream AND c."partition" = e."partition" '
+                    'WHERE e."offset" >= coalesce(c.read_offset, c.next_offset, 0)'
+                ).fetchone()
+            return int(unread)
         except sqlite3.Error:
             return None
 

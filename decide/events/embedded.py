@@ -1,9 +1,16 @@
 """The embedded event log: an append-only, partitioned log in the service's own SQL database.
 
-Appends take the partition's counter row lock for the length of a short
-transaction, so offsets are assigned and become visible in the same order on
-SQLite and PostgreSQL alike: a consumer reading past offset n never later finds
-a record it skipped.
+Offsets become visible in the order they were assigned, so a consumer reading
+past offset n never later finds a record of that partition it skipped. How they
+are assigned is the database's business:
+
+* on PostgreSQL (``PostgresLog``), an append advances its partition's counter row
+  and holds the row's lock until it commits, so offsets are dense per partition;
+* on SQLite (``SQLiteLog``), the offset is the table's row id: SQLite runs one
+  writer at a time, so row ids are assigned in commit order, and they are unique
+  across the log, with gaps in each partition where the others' records lie (as
+  a Kafka partition's offsets may have). No counter row, and no second b-tree for
+  a (stream, partition, offset) key: an append is one insert (docs/decisions.md).
 
 Appends from the threads of one process are group-committed: while one thread
 writes, the others queue their records, and the next writer takes every queued
@@ -24,14 +31,14 @@ import sqlite3
 import threading
 import time
 import zlib
+from abc import ABC, abstractmethod
 from itertools import takewhile
 
-from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 
 from decide.events.log import EventLog, LogUnavailable, Position, Record, Subscription
 from decide.store.models import LogPartition, LogRecord
-
 
 _ADVANCE = (
     update(LogPartition)
@@ -66,6 +73,25 @@ _DELETE_THROUGH = delete(LogRecord).where(
     LogRecord.partition == bindparam("partition"),
     LogRecord.offset <= bindparam("through"),
 )
+
+_SCAN = (
+    select(LogRecord.offset, LogRecord.stream, LogRecord.partition, LogRecord.key, LogRecord.value)
+    .where(LogRecord.offset >= bindparam("start"))
+    .order_by(LogRecord.offset)
+    .limit(bindparam("limit"))
+)
+_LAST_FROM = (
+    select(LogRecord.stream, LogRecord.partition, func.max(LogRecord.offset))
+    .where(LogRecord.offset >= bindparam("start"))
+    .group_by(LogRecord.stream, LogRecord.partition)
+)
+_OLDEST_IN_LOG = (
+    select(LogRecord.offset, LogRecord.stream, LogRecord.partition, LogRecord.appended_at)
+    .order_by(LogRecord.offset)
+    .limit(bindparam("limit"))
+)
+_DELETE_THROUGH_OFFSET = delete(LogRecord).where(LogRecord.offset <= bindparam("through"))
+
 TRIM_BATCH = 100
 """Most records one trimming transaction deletes. On SQLite it holds the write lock that every append waits for:
 deleting decisions costs 40-54 µs each there, so 2,000 at a time held it for 80 ms, 100 for 5 ms."""
@@ -74,6 +100,12 @@ deleting decisions costs 40-54 µs each there, so 2,000 at a time held it for 80
 def partition_of(key: str, partitions: int) -> int:
     """Stable key → partition, identical for every stream."""
     return zlib.crc32(key.encode()) % partitions
+
+
+def open_embedded_log(engine: Engine, partitions: int, streams: tuple[str, ...]) -> EmbeddedLog:
+    """The embedded log for ``engine``'s database."""
+    log_class = SQLiteLog if engine.dialect.name == "sqlite" else PostgresLog
+    return log_class(engine, partitions, streams)
 
 
 class _Pending:
@@ -96,12 +128,7 @@ def _counts(batch: list[_Pending]) -> dict[tuple[str, int], int]:
     return counts
 
 
-_SQLITE_ADVANCE = (
-    f'UPDATE {LogPartition.__tablename__} SET next_offset = next_offset + ? WHERE stream = ? AND "partition" = ? RETURNING next_offset'
-)
-_SQLITE_APPEND = (
-    f'INSERT INTO {LogRecord.__tablename__} (stream, "partition", "offset", key, value, appended_at) VALUES (?, ?, ?, ?, ?, ?)'
-)
+_SQLITE_APPEND = f'INSERT INTO {LogRecord.__tablename__} (stream, "partition", key, value, appended_at) VALUES (?, ?, ?, ?, ?)'
 SQLITE_LOCK_TIMEOUT = 30.0
 """Seconds an append waits for SQLite's write lock before the caller gets 503 (the engine's busy timeout)."""
 
@@ -114,31 +141,15 @@ def sqlite_file(engine: Engine) -> str | None:
     return url.database
 
 
-class EmbeddedLog(EventLog):
+class EmbeddedLog(EventLog, ABC):
+    """Group commit for the threads of a process; subclasses write a batch and read the log their database's way."""
+
     def __init__(self, engine: Engine, partitions: int, streams: tuple[str, ...]) -> None:
         self.engine = engine
         self.partitions = partitions
         self._queue: list[_Pending] = []
         self._queue_lock = threading.Lock()
         self._writer = threading.Lock()
-        self._sqlite_file = sqlite_file(engine)
-        self._sqlite: sqlite3.Connection | None = None
-        self._sqlite_pid = 0
-        self._inherited: list[sqlite3.Connection] = []
-        """Writer connections inherited across a fork: kept referenced, so the child never closes the parent's."""
-        self._create_partitions(streams)
-
-    def _create_partitions(self, streams: tuple[str, ...]) -> None:
-        with self.engine.begin() as connection:
-            existing = {(stream, p) for stream, p in connection.execute(select(LogPartition.stream, LogPartition.partition))}
-            missing = [
-                {"stream": stream, "partition": p, "next_offset": 0}
-                for stream in streams
-                for p in range(self.partitions)
-                if (stream, p) not in existing
-            ]
-            if missing:
-                connection.execute(insert(LogPartition), missing)
 
     def append(self, stream: str, key: str, value: str) -> None:
         """Queue the record, then either find it committed by another thread's batch or commit the queue."""
@@ -177,20 +188,40 @@ class EmbeddedLog(EventLog):
                         pending.error = LogUnavailable("the append was interrupted; nothing was recorded, retry the request")
                     pending.finished = True
 
+    @abstractmethod
     def _write(self, batch: list[_Pending]) -> None:
-        """Core statements on a pooled connection (plain SQL on a SQLite file): the ORM would triple the cost of a rank.
+        """Commit ``batch`` in one transaction, each partition's records in batch order."""
+
+
+class PostgresLog(EmbeddedLog):
+    """Offsets from a counter row per partition, whose lock orders the partition's appends (any database with row locks)."""
+
+    def __init__(self, engine: Engine, partitions: int, streams: tuple[str, ...]) -> None:
+        super().__init__(engine, partitions, streams)
+        self._create_partitions(streams)
+
+    def _create_partitions(self, streams: tuple[str, ...]) -> None:
+        with self.engine.begin() as connection:
+            existing = {(stream, p) for stream, p in connection.execute(select(LogPartition.stream, LogPartition.partition))}
+            missing = [
+                {"stream": stream, "partition": p, "next_offset": 0}
+                for stream in streams
+                for p in range(self.partitions)
+                if (stream, p) not in existing
+            ]
+            if missing:
+                connection.execute(insert(LogPartition), missing)
+
+    def _write(self, batch: list[_Pending]) -> None:
+        """Core statements on a pooled connection: the ORM would triple the cost of a rank.
 
         Counter rows are advanced in sorted order, so two processes' batches never
         wait for each other's rows in opposite orders (PostgreSQL would abort one).
         """
-        if self._sqlite_file is not None:
-            self._write_sqlite(batch)
-            return
-        counts = _counts(batch)
         appended_at = time.time()
         with self.engine.begin() as connection:
             next_offset = {}
-            for (stream, partition), count in sorted(counts.items()):
+            for (stream, partition), count in sorted(_counts(batch).items()):
                 end = connection.execute(_ADVANCE, {"of_stream": stream, "of_partition": partition, "count": count}).scalar_one()
                 next_offset[(stream, partition)] = end - count
             rows = []
@@ -204,22 +235,60 @@ class EmbeddedLog(EventLog):
                 )
             connection.execute(_APPEND, rows)
 
-    def _write_sqlite(self, batch: list[_Pending]) -> None:
-        """The same transaction on this process's own SQLite connection (used by one writer at a time)."""
+    def trim(self, consumed: dict[Position, int], appended_before: float, limit: int) -> int:
+        """Delete consumed records past their retention, oldest first, a short transaction at a time.
+
+        Offsets grow with append time (roughly: the time is read before the counter
+        row's lock, and hosts' clocks differ), so a partition's due records are mostly
+        a prefix of what remains, and only that prefix is deleted: reading the oldest
+        rows finds it without scanning the rest. A record dated later than those
+        after it holds their deletion back until it is due itself, never the reverse.
+        """
+        deleted = 0
+        writer = self.engine.execution_options(writer=True)
+        for (stream, partition), below in sorted(consumed.items()):
+            while deleted < limit:
+                batch = min(TRIM_BATCH, limit - deleted)
+                key = {"stream": stream, "partition": partition}
+                with writer.begin() as connection:
+                    oldest = connection.execute(_OLDEST, {**key, "below": below, "limit": batch}).all()
+                    due = list(takewhile(lambda row: row.appended_at < appended_before, oldest))
+                    if due:  # rowcount: another member may have deleted some of them meanwhile
+                        deleted += connection.execute(_DELETE_THROUGH, {**key, "through": due[-1].offset}).rowcount
+                if len(due) < batch:
+                    break
+        return deleted
+
+    def subscribe(self, group: str, streams: tuple[str, ...]) -> Subscription:
+        return PostgresSubscription(self, streams)
+
+
+class SQLiteLog(EmbeddedLog):
+    """Offsets are the table's row ids, assigned by SQLite in commit order: an append is one insert."""
+
+    def __init__(self, engine: Engine, partitions: int, streams: tuple[str, ...]) -> None:
+        super().__init__(engine, partitions, streams)
+        self._sqlite_file = sqlite_file(engine)
+        self._sqlite: sqlite3.Connection | None = None
+        self._sqlite_pid = 0
+        self._inherited: list[sqlite3.Connection] = []
+        """Writer connections inherited across a fork: kept referenced, so the child never closes the parent's."""
+
+    def _write(self, batch: list[_Pending]) -> None:
+        """Plain SQL on this process's own connection to the file; in-memory databases go through the engine."""
+        appended_at = time.time()
+        if self._sqlite_file is None:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    _APPEND,
+                    [{"stream": pending.stream, "partition": pending.partition, "key": pending.key, "value": pending.value,
+                      "appended_at": appended_at} for pending in batch],
+                )
+            return
+        rows = [(pending.stream, pending.partition, pending.key, pending.value, appended_at) for pending in batch]
         connection = self._sqlite_connection()
         self._begin_immediate(connection)
         try:
-            next_offset = {}
-            for (stream, partition), count in sorted(_counts(batch).items()):
-                (end,) = connection.execute(_SQLITE_ADVANCE, (count, stream, partition)).fetchone()
-                next_offset[(stream, partition)] = end - count
-            appended_at = time.time()
-            rows = []
-            for pending in batch:
-                position = (pending.stream, pending.partition)
-                offset = next_offset[position]
-                next_offset[position] = offset + 1
-                rows.append((pending.stream, pending.partition, offset, pending.key, pending.value, appended_at))
             if len(rows) == 1:  # the usual batch under load: executemany's own set-up costs more than the insert
                 connection.execute(_SQLITE_APPEND, rows[0])
             else:
@@ -274,27 +343,29 @@ class EmbeddedLog(EventLog):
         self._sqlite = None
 
     def trim(self, consumed: dict[Position, int], appended_before: float, limit: int) -> int:
-        """Delete consumed records past their retention, oldest first, a short transaction at a time.
+        """Delete the log's oldest records while they are consumed and past retention, a short transaction at a time.
 
-        Offsets grow with append time (roughly: on PostgreSQL the time is read before the
-        counter row's lock, and hosts' clocks differ), so a partition's due records are
-        mostly a prefix of what remains, and only that prefix is deleted: reading the
-        oldest rows finds it without scanning the rest. A record dated later than those
-        after it holds their deletion back until it is due itself, never the reverse.
+        Offsets follow commit order across the whole log, so the due records are
+        mostly a prefix of it, and only that prefix is deleted. A record that is not
+        due yet, or not consumed (a partition without a stored offset counts as
+        unconsumed), holds back the deletion of every record after it, never the reverse.
         """
         deleted = 0
         writer = self.engine.execution_options(writer=True)
-        for (stream, partition), below in sorted(consumed.items()):
-            while deleted < limit:
-                batch = min(TRIM_BATCH, limit - deleted)
-                key = {"stream": stream, "partition": partition}
-                with writer.begin() as connection:
-                    oldest = connection.execute(_OLDEST, {**key, "below": below, "limit": batch}).all()
-                    due = list(takewhile(lambda row: row.appended_at < appended_before, oldest))
-                    if due:  # rowcount: another member may have deleted some of them meanwhile
-                        deleted += connection.execute(_DELETE_THROUGH, {**key, "through": due[-1].offset}).rowcount
-                if len(due) < batch:
-                    break
+        while deleted < limit:
+            batch = min(TRIM_BATCH, limit - deleted)
+            with writer.begin() as connection:
+                oldest = connection.execute(_OLDEST_IN_LOG, {"limit": batch}).all()
+                due = list(
+                    takewhile(
+                        lambda row: row.appended_at < appended_before and row.offset < consumed.get((row.stream, row.partition), 0),
+                        oldest,
+                    )
+                )
+                if due:  # rowcount: another member may have deleted some of them meanwhile
+                    deleted += connection.execute(_DELETE_THROUGH_OFFSET, {"through": due[-1].offset}).rowcount
+            if len(due) < batch:
+                break
         return deleted
 
     def close(self) -> None:
@@ -302,11 +373,14 @@ class EmbeddedLog(EventLog):
             self._close_sqlite()
 
     def subscribe(self, group: str, streams: tuple[str, ...]) -> Subscription:
-        return EmbeddedSubscription(self, streams)
+        return SQLiteSubscription(self, streams)
 
 
-class EmbeddedSubscription(Subscription):
-    """Every member owns every partition: the pipeline's offset check keeps concurrent members correct."""
+class _TableSubscription(Subscription, ABC):
+    """Reads the log's table until records come or the timeout passes.
+
+    Every member owns every partition: the pipeline's offset check keeps concurrent members correct.
+    """
 
     def __init__(self, log: EmbeddedLog, streams: tuple[str, ...]) -> None:
         self.log = log
@@ -322,6 +396,16 @@ class EmbeddedSubscription(Subscription):
             if records or time.monotonic() >= deadline:
                 return records
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    @abstractmethod
+    def _read(self, positions: dict[Position, int], max_records: int) -> list[Record]: ...
+
+    def close(self) -> None:
+        """Nothing to release: reads use short-lived connections."""
+
+
+class PostgresSubscription(_TableSubscription):
+    """One query per partition; the counter rows tell where each partition ends."""
 
     def _read(self, positions: dict[Position, int], max_records: int) -> list[Record]:
         per_partition = max(1, max_records // max(1, len(self.assignment())))
@@ -340,5 +424,50 @@ class EmbeddedSubscription(Subscription):
             ends = {(row.stream, row.partition): row.next_offset for row in connection.execute(select(LogPartition))}
         return {position for position in self.assignment() if positions.get(position, 0) >= ends.get(position, 0)}
 
-    def close(self) -> None:
-        """Nothing to release: reads use short-lived sessions."""
+
+class SQLiteSubscription(_TableSubscription):
+    """One query reads every partition, in offset order.
+
+    A partition in which nothing lands for a while keeps its position far behind the
+    log's end; scanning from there on every poll would read the other partitions'
+    records again and again. So the subscription remembers, per partition, the
+    position it expects to be given next and the offset below which, from that
+    position on, the partition has no record (``_clear``); while that position
+    comes back, reading starts past it.
+    """
+
+    def __init__(self, log: EmbeddedLog, streams: tuple[str, ...]) -> None:
+        super().__init__(log, streams)
+        self._clear: dict[Position, tuple[int, int]] = {}
+
+    def _starts(self, positions: dict[Position, int]) -> dict[Position, int]:
+        """Where each owned partition's unread records can begin."""
+        starts = {}
+        for position in self.assignment():
+            given = positions.get(position, 0)
+            expected, clear_below = self._clear.get(position, (-1, 0))
+            starts[position] = max(given, clear_below) if given == expected else given
+        return starts
+
+    def _read(self, positions: dict[Position, int], max_records: int) -> list[Record]:
+        starts = self._starts(positions)
+        with self.log.engine.connect() as connection:
+            rows = connection.execute(_SCAN, {"start": min(starts.values()), "limit": max_records}).all()
+        records = [
+            Record(stream, partition, offset, key, value)
+            for offset, stream, partition, key, value in rows
+            if offset >= starts.get((stream, partition), offset + 1)
+        ]
+        if rows:  # every record from the first start through the last row was seen
+            next_position = {position: positions.get(position, 0) for position in starts}
+            for record in records:
+                next_position[(record.stream, record.partition)] = record.offset + 1
+            clear_below = rows[-1].offset + 1
+            self._clear = {position: (given, clear_below) for position, given in next_position.items()}
+        return records
+
+    def caught_up(self, positions: dict[Position, int]) -> set[Position]:
+        starts = self._starts(positions)
+        with self.log.engine.connect() as connection:
+            last = {(stream, partition): offset for stream, partition, offset in connection.execute(_LAST_FROM, {"start": min(starts.values())})}
+        return {position for position, start in starts.items() if last.get(position, -1) < start}

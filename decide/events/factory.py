@@ -5,14 +5,14 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from decide.config import Settings
-from decide.events.embedded import EmbeddedLog
+from decide.events.embedded import open_embedded_log
 from decide.events.log import EventLog
 from decide.events.schemas import STREAMS
 
 
 def open_log(settings: Settings, engine: Engine) -> EventLog:
     if settings.event_log == "embedded":
-        return EmbeddedLog(engine, settings.partitions, STREAMS)
+        return open_embedded_log(engine, settings.partitions, STREAMS)
     if settings.event_log == "kafka":
         from decide.events.kafka import KafkaLog
 

@@ -37,20 +37,27 @@ class PolicyVersion(Base):
 
 
 class LogRecord(Base):
-    """One record of the embedded event log."""
+    """One record of the embedded event log.
+
+    On PostgreSQL the table's key is (stream, partition, offset), offsets counted per
+    partition by ``log_partitions``. On SQLite, from revision 0004, ``offset`` alone is
+    the key: the table's row id, assigned by the database (AUTOINCREMENT, so never
+    reused) and unique across the log; (stream, partition, offset) identifies a
+    record on both.
+    """
 
     __tablename__ = "event_log"
 
     stream: Mapped[str] = mapped_column(String(64), primary_key=True)
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
-    offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     key: Mapped[str] = mapped_column(String(EVENT_ID_LENGTH))
     value: Mapped[str] = mapped_column(Text)
     appended_at: Mapped[float] = mapped_column(Float)
 
 
 class LogPartition(Base):
-    """The next offset of each embedded-log partition; its row lock orders appends."""
+    """The next offset of each embedded-log partition; its row lock orders appends. Unused on SQLite (revision 0004)."""
 
     __tablename__ = "log_partitions"
 

@@ -91,13 +91,41 @@ def test_poll_starts_at_the_given_positions_and_at_the_beginning_where_none_is_g
     appended = fill(event_log, 40)
     subscription = event_log.subscribe(GROUP, STREAMS)
     everything = drain(subscription, {}, len(appended))
-    counts: dict[Position, int] = defaultdict(int)
+    offsets: dict[Position, list[int]] = defaultdict(list)
     for record in everything:
-        counts[(record.stream, record.partition)] += 1
-    skipped = {position: 2 for position in counts if position[0] == position_stream(DECISIONS)}
+        offsets[(record.stream, record.partition)].append(record.offset)
+    # Past the first two records of every decisions partition; offsets need not be dense, nor start at 0.
+    skipped = {position: sorted(found)[2] for position, found in offsets.items() if position[0] == position_stream(DECISIONS)}
     rest = drain(subscription, dict(skipped), len(appended) - 2 * len(skipped))
-    assert all(record.offset >= skipped.get((record.stream, record.partition), 0) for record in rest)
-    assert {record.stream for record in rest if record.offset < 2} == {position_stream(REWARDS)}, "no position: from the start"
+    identity = lambda record: (record.stream, record.partition, record.offset)  # noqa: E731
+    expected = {identity(record) for record in everything if record.offset >= skipped.get((record.stream, record.partition), 0)}
+    assert {identity(record) for record in rest} == expected, "decisions from the positions, rewards (no position) from the start"
+    subscription.close()
+
+
+def test_polls_of_one_record_make_progress_past_partitions_that_stay_quiet(event_log, position_stream):
+    """No rewards at all, and decisions in one partition: every other position stays where it began."""
+    subscription = event_log.subscribe(GROUP, STREAMS)
+    owning_everything(subscription, every_partition(position_stream))
+    positions: dict[Position, int] = {}
+
+    def poll_one() -> list[str]:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            subscription.assignment()
+            if records := subscription.poll(positions, 1, 0.2):
+                for record in records:
+                    positions[(record.stream, record.partition)] = record.offset + 1
+                return [record.value for record in records]
+        return []
+
+    for number in range(5):
+        event_log.append(DECISIONS, "busy", f"busy-{number}")
+    assert [value for _ in range(5) for value in poll_one()] == [f"busy-{number}" for number in range(5)]
+    event_log.append(DECISIONS, "busy", "new")
+    assert poll_one() == ["new"]
+    event_log.append(REWARDS, "quiet", "quiet")
+    assert poll_one() == ["quiet"]
     subscription.close()
 
 

@@ -1,8 +1,9 @@
 """Group-committed appends to the embedded log: concurrent callers, several processes, failures.
 
 Every caller must return only once its own record is committed, offsets must stay
-dense and ordered per partition, and no caller may see success for a record that
-was not written.
+dense and ordered (per partition on PostgreSQL, across the log on SQLite, whose
+offsets are row ids), and no caller may see success for a record that was not
+written.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from decide.events import embedded
-from decide.events.embedded import EmbeddedLog
+from decide.events.embedded import EmbeddedLog, SQLiteLog, open_embedded_log
 from decide.events.log import LogUnavailable
 from decide.events.schemas import DECISIONS, REWARDS, STREAMS
 from decide.store.db import make_engine, migrate
@@ -29,7 +30,7 @@ PARTITIONS = 4
 def log(database_url: str):
     migrate(database_url)
     engine = make_engine(database_url)
-    event_log = EmbeddedLog(engine, PARTITIONS, STREAMS)
+    event_log = open_embedded_log(engine, PARTITIONS, STREAMS)
     yield event_log
     event_log.close()
     engine.dispose()
@@ -41,13 +42,16 @@ def stored(event_log: EmbeddedLog) -> list[tuple[str, int, int, str, str]]:
         return [tuple(row) for row in rows]
 
 
-def assert_dense_and_ordered(rows, writers_order: dict[str, list[str]]) -> None:
-    """Offsets 0..n-1 in every partition, and each writer's records in the order it appended them."""
-    by_partition = defaultdict(list)
-    for stream, partition, offset, key, value in rows:
-        by_partition[(stream, partition)].append((offset, value))
-    for entries in by_partition.values():
-        assert [offset for offset, _ in entries] == list(range(len(entries)))
+def assert_dense_and_ordered(rows, writers_order: dict[str, list[str]], log: EmbeddedLog) -> None:
+    """Offsets 0..n-1 in every partition (on SQLite, 1..n across the log), each writer's records in the order it appended them."""
+    if isinstance(log, SQLiteLog):
+        assert sorted(offset for _, _, offset, _, _ in rows) == list(range(1, len(rows) + 1))
+    else:
+        by_partition = defaultdict(list)
+        for stream, partition, offset, _, _ in rows:
+            by_partition[(stream, partition)].append(offset)
+        for offsets in by_partition.values():
+            assert offsets == list(range(len(offsets)))
     position = {(stream, value): (partition, offset) for stream, partition, offset, _, value in rows}
     for writer, values in writers_order.items():
         for stream in STREAMS:
@@ -82,11 +86,11 @@ def test_concurrent_appends_are_all_committed_once_with_dense_offsets(log):
     assert not errors
     rows = stored(log)
     assert sorted(value for *_, value in rows) == sorted(v for values in order.values() for v in values)
-    assert_dense_and_ordered(rows, order)
+    assert_dense_and_ordered(rows, order, log)
 
 
 def _append_in_child(url: str, name: str, count: int, shared_log: EmbeddedLog | None) -> None:
-    event_log = shared_log or EmbeddedLog(make_engine(url), PARTITIONS, STREAMS)
+    event_log = shared_log or open_embedded_log(make_engine(url), PARTITIONS, STREAMS)
     if shared_log is not None:
         event_log.engine.dispose(close=False)  # the parent's pooled connections are not the child's
     for i in range(count):
@@ -96,7 +100,7 @@ def _append_in_child(url: str, name: str, count: int, shared_log: EmbeddedLog | 
 def test_appends_from_several_processes_on_one_sqlite_file(tmp_path):
     url = f"sqlite:///{tmp_path / 'decide.db'}"
     migrate(url)
-    parent = EmbeddedLog(make_engine(url), PARTITIONS, STREAMS)
+    parent = open_embedded_log(make_engine(url), PARTITIONS, STREAMS)
     parent.append(DECISIONS, "parent-0", "parent-0")  # the parent has its own writer connection open
     context = multiprocessing.get_context("fork")
     children = [
@@ -111,14 +115,14 @@ def test_appends_from_several_processes_on_one_sqlite_file(tmp_path):
     rows = stored(parent)
     assert len(rows) == 4 * 60 + 2
     order = {f"p{n}": [f"p{n}-{i}" for i in range(60)] for n in range(4)} | {"parent": ["parent-0", "parent-1"]}
-    assert_dense_and_ordered(rows, order)
+    assert_dense_and_ordered(rows, order, parent)
     parent.close()
 
 
 def test_an_append_waits_for_another_writer_and_then_commits_promptly(tmp_path):
     url = f"sqlite:///{tmp_path / 'decide.db'}"
     migrate(url)
-    event_log = EmbeddedLog(make_engine(url), PARTITIONS, STREAMS)
+    event_log = open_embedded_log(make_engine(url), PARTITIONS, STREAMS)
     other = sqlite3.connect(tmp_path / "decide.db", isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
     released = []
@@ -142,7 +146,7 @@ def test_an_append_waits_for_another_writer_and_then_commits_promptly(tmp_path):
 def test_a_lock_held_past_the_timeout_is_a_log_unavailable_for_every_waiting_caller(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'decide.db'}"
     migrate(url)
-    event_log = EmbeddedLog(make_engine(url), PARTITIONS, STREAMS)
+    event_log = open_embedded_log(make_engine(url), PARTITIONS, STREAMS)
     monkeypatch.setattr(embedded, "SQLITE_LOCK_TIMEOUT", 0.3)
     other = sqlite3.connect(tmp_path / "decide.db", isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
@@ -172,7 +176,7 @@ def test_a_lock_held_past_the_timeout_is_a_log_unavailable_for_every_waiting_cal
 def test_a_database_that_refuses_the_write_fails_the_append(tmp_path):
     url = f"sqlite:///{tmp_path / 'decide.db'}"
     migrate(url)
-    event_log = EmbeddedLog(make_engine(url), PARTITIONS, STREAMS)
+    event_log = open_embedded_log(make_engine(url), PARTITIONS, STREAMS)
     with event_log.engine.begin() as connection:
         connection.execute(text("DROP TABLE event_log"))
     with pytest.raises(LogUnavailable, match="did not accept the record"):
@@ -181,7 +185,7 @@ def test_a_database_that_refuses_the_write_fails_the_append(tmp_path):
 
 
 def test_one_bad_record_in_a_batch_fails_alone(log, monkeypatch):
-    real_write = EmbeddedLog._write
+    real_write = type(log)._write
     first = threading.Event()
 
     def write(self, batch):
@@ -194,7 +198,7 @@ def test_one_bad_record_in_a_batch_fails_alone(log, monkeypatch):
             raise ValueError("a batch with a bad record")
         real_write(self, batch)
 
-    monkeypatch.setattr(EmbeddedLog, "_write", write)
+    monkeypatch.setattr(type(log), "_write", write)
     outcomes: dict[str, BaseException | None] = {}
 
     def writer(key: str) -> None:

@@ -7,7 +7,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
 from decide.config import ConfigError, Settings
-from decide.events.embedded import EmbeddedLog, partition_of
+from decide.events.embedded import EmbeddedLog, open_embedded_log, partition_of
 from decide.events.schemas import DECISIONS, REWARDS, STREAMS
 from decide.pipeline.worker import Worker
 from decide.store.db import make_engine, migrate, writer_sessions
@@ -21,7 +21,7 @@ KEY = "event-1"
 def log(database_url: str):
     migrate(database_url)
     engine = make_engine(database_url)
-    yield EmbeddedLog(engine, 4, STREAMS)
+    yield open_embedded_log(engine, 4, STREAMS)
     engine.dispose()
 
 
@@ -30,37 +30,41 @@ def offsets(log: EmbeddedLog) -> list[int]:
         return list(connection.scalars(select(LogRecord.offset).where(LogRecord.stream == DECISIONS).order_by(LogRecord.offset)))
 
 
-def append(log: EmbeddedLog, count: int, appended_at: float | None = None) -> None:
-    start = len(offsets(log))
+def append(log: EmbeddedLog, count: int, appended_at: float | None = None) -> list[int]:
+    """Append ``count`` decisions under KEY, dated ``appended_at`` if given; returns their offsets."""
+    before = set(offsets(log))
     for number in range(count):
         log.append(DECISIONS, KEY, f'{{"n": {number}}}')
+    added = [offset for offset in offsets(log) if offset not in before]
     if appended_at is not None:
         with log.engine.begin() as connection:
-            connection.execute(update(LogRecord).where(LogRecord.offset >= start).values(appended_at=appended_at))
+            connection.execute(update(LogRecord).where(LogRecord.offset.in_(added)).values(appended_at=appended_at))
+    return added
 
 
 def test_only_consumed_records_past_retention_are_deleted_oldest_first(log):
     position = (DECISIONS, partition_of(KEY, log.partitions))
-    append(log, 6, appended_at=100.0)
-    append(log, 4)  # appended now
-    assert log.trim({position: 4}, appended_before=200.0, limit=1000) == 4  # not consumed: 4 and 5
-    assert offsets(log) == [4, 5, 6, 7, 8, 9]
-    assert log.trim({position: 10}, appended_before=200.0, limit=1000) == 2  # the rest are too young
-    assert offsets(log) == [6, 7, 8, 9]
-    assert log.trim({position: 10}, appended_before=200.0, limit=1000) == 0
-    append(log, 1)
-    assert offsets(log) == [6, 7, 8, 9, 10]  # offsets go on where they were
+    old = append(log, 6, appended_at=100.0)
+    young = append(log, 4)
+    assert log.trim({position: old[4]}, appended_before=200.0, limit=1000) == 4  # not consumed: the last two old ones
+    assert offsets(log) == old[4:] + young
+    assert log.trim({position: young[-1] + 1}, appended_before=200.0, limit=1000) == 2  # the rest are too young
+    assert offsets(log) == young
+    assert log.trim({position: young[-1] + 1}, appended_before=200.0, limit=1000) == 0
+    [later] = append(log, 1)
+    assert later > young[-1]  # offsets go on where they were, never reused
 
 
 def test_other_partitions_and_streams_are_left_alone(log):
     position = (DECISIONS, partition_of(KEY, log.partitions))
     other_key = next(f"other-{n}" for n in range(100) if partition_of(f"other-{n}", log.partitions) != position[1])
-    for stream, key in ((DECISIONS, KEY), (DECISIONS, other_key), (REWARDS, KEY)):
+    consumed = append(log, 3)
+    for stream, key in ((DECISIONS, other_key), (REWARDS, KEY)):
         for number in range(3):
             log.append(stream, key, f'{{"n": {number}}}')
     with log.engine.begin() as connection:
         connection.execute(update(LogRecord).values(appended_at=100.0))
-    assert log.trim({position: 3}, appended_before=200.0, limit=1000) == 3
+    assert log.trim({position: consumed[-1] + 1}, appended_before=200.0, limit=1000) == 3
     with log.engine.connect() as connection:
         left = connection.execute(select(LogRecord.stream, LogRecord.partition, func.count()).group_by(LogRecord.stream, LogRecord.partition))
         assert sorted(left) == sorted([(DECISIONS, partition_of(other_key, log.partitions), 3), (REWARDS, position[1], 3)])
@@ -68,9 +72,9 @@ def test_other_partitions_and_streams_are_left_alone(log):
 
 def test_a_limit_deletes_the_oldest_first(log):
     position = (DECISIONS, partition_of(KEY, log.partitions))
-    append(log, 5, appended_at=100.0)
-    assert log.trim({position: 5}, appended_before=200.0, limit=3) == 3
-    assert offsets(log) == [3, 4]
+    appended = append(log, 5, appended_at=100.0)
+    assert log.trim({position: appended[-1] + 1}, appended_before=200.0, limit=3) == 3
+    assert offsets(log) == appended[3:]
 
 
 @pytest.mark.parametrize("retention, kept", [(0.0, False), (-1.0, True), (7 * 86400.0, True)])
