@@ -31,7 +31,7 @@ import sqlite3
 import threading
 import time
 import zlib
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from itertools import takewhile
 
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
@@ -141,7 +141,7 @@ def sqlite_file(engine: Engine) -> str | None:
     return url.database
 
 
-class EmbeddedLog(EventLog, ABC):
+class EmbeddedLog(EventLog):
     """Group commit for the threads of a process; subclasses write a batch and read the log their database's way."""
 
     def __init__(self, engine: Engine, partitions: int, streams: tuple[str, ...]) -> None:
@@ -376,7 +376,7 @@ class SQLiteLog(EmbeddedLog):
         return SQLiteSubscription(self, streams)
 
 
-class _TableSubscription(Subscription, ABC):
+class _TableSubscription(Subscription):
     """Reads the log's table until records come or the timeout passes.
 
     Every member owns every partition: the pipeline's offset check keeps concurrent members correct.

@@ -48,6 +48,10 @@ def drain(subscription: Subscription, positions: dict[Position, int], expected: 
     return records
 
 
+def identity(record: Record) -> tuple[str, int, int]:
+    return record.stream, record.partition, record.offset
+
+
 def every_partition(position_stream: Callable[[str], str]) -> set[Position]:
     return {(position_stream(stream), p) for stream in STREAMS for p in range(PARTITIONS)}
 
@@ -97,7 +101,6 @@ def test_poll_starts_at_the_given_positions_and_at_the_beginning_where_none_is_g
     # Past the first two records of every decisions partition; offsets need not be dense, nor start at 0.
     skipped = {position: sorted(found)[2] for position, found in offsets.items() if position[0] == position_stream(DECISIONS)}
     rest = drain(subscription, dict(skipped), len(appended) - 2 * len(skipped))
-    identity = lambda record: (record.stream, record.partition, record.offset)  # noqa: E731
     expected = {identity(record) for record in everything if record.offset >= skipped.get((record.stream, record.partition), 0)}
     assert {identity(record) for record in rest} == expected, "decisions from the positions, rewards (no position) from the start"
     subscription.close()
@@ -134,11 +137,10 @@ def test_polling_again_from_the_same_positions_gives_the_same_records(event_log)
     subscription = event_log.subscribe(GROUP, STREAMS)
     first = drain(subscription, {}, len(appended))
     again = drain(subscription, {}, len(appended))
-    key = lambda record: (record.stream, record.partition, record.offset)  # noqa: E731
-    assert sorted(first, key=key) == sorted(again, key=key)
+    assert sorted(first, key=identity) == sorted(again, key=identity)
     subscription.close()
     successor = event_log.subscribe(GROUP, STREAMS)
-    assert sorted(drain(successor, {}, len(appended)), key=key) == sorted(first, key=key), "a successor reads the same log"
+    assert sorted(drain(successor, {}, len(appended)), key=identity) == sorted(first, key=identity), "a successor reads the same log"
     successor.close()
 
 
