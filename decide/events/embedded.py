@@ -34,7 +34,7 @@ import zlib
 from abc import abstractmethod
 from itertools import takewhile
 
-from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import OperationalError
 
 from decide.events.log import EventLog, LogUnavailable, Position, Record, Subscription
@@ -76,10 +76,10 @@ _DELETE_THROUGH = delete(LogRecord).where(
 
 _SCAN = (
     select(LogRecord.offset, LogRecord.stream, LogRecord.partition, LogRecord.key, LogRecord.value)
-    .where(LogRecord.offset >= bindparam("start"))
     .order_by(LogRecord.offset)
     .limit(bindparam("limit"))
 )
+_LAST_OFFSET = select(func.max(LogRecord.offset))
 _LAST_FROM = (
     select(LogRecord.stream, LogRecord.partition, func.max(LogRecord.offset))
     .where(LogRecord.offset >= bindparam("start"))
@@ -277,15 +277,11 @@ class SQLiteLog(EmbeddedLog):
     def _write(self, batch: list[_Pending]) -> None:
         """Plain SQL on this process's own connection to the file; in-memory databases go through the engine."""
         appended_at = time.time()
+        rows = [(pending.stream, pending.partition, pending.key, pending.value, appended_at) for pending in batch]
         if self._sqlite_file is None:
             with self.engine.begin() as connection:
-                connection.execute(
-                    _APPEND,
-                    [{"stream": pending.stream, "partition": pending.partition, "key": pending.key, "value": pending.value,
-                      "appended_at": appended_at} for pending in batch],
-                )
+                connection.exec_driver_sql(_SQLITE_APPEND, rows)
             return
-        rows = [(pending.stream, pending.partition, pending.key, pending.value, appended_at) for pending in batch]
         connection = self._sqlite_connection()
         self._begin_immediate(connection)
         try:
@@ -426,14 +422,16 @@ class PostgresSubscription(_TableSubscription):
 
 
 class SQLiteSubscription(_TableSubscription):
-    """One query reads every partition, in offset order.
+    """One query reads every partition, in offset order, each from its own position.
 
     A partition in which nothing lands for a while keeps its position far behind the
-    log's end; scanning from there on every poll would read the other partitions'
-    records again and again. So the subscription remembers, per partition, the
-    position it expects to be given next and the offset below which, from that
-    position on, the partition has no record (``_clear``); while that position
-    comes back, reading starts past it.
+    log's end, and the query must start at the lowest position; SQLite skips the
+    other partitions' records below their positions in its own loop, but doing that
+    on every poll would scan the same rows again and again. So the subscription
+    remembers, per partition, the position it expects to be given next and the
+    offset below which, from that position on, the partition has no record
+    (``_clear``); while that position comes back, reading starts past it. After a
+    restart, the first poll scans once from the lowest stored position.
     """
 
     def __init__(self, log: EmbeddedLog, streams: tuple[str, ...]) -> None:
@@ -451,19 +449,22 @@ class SQLiteSubscription(_TableSubscription):
 
     def _read(self, positions: dict[Position, int], max_records: int) -> list[Record]:
         starts = self._starts(positions)
-        with self.log.engine.connect() as connection:
-            rows = connection.execute(_SCAN, {"start": min(starts.values()), "limit": max_records}).all()
-        records = [
-            Record(stream, partition, offset, key, value)
-            for offset, stream, partition, key, value in rows
-            if offset >= starts.get((stream, partition), offset + 1)
-        ]
-        if rows:  # every record from the first start through the last row was seen
+        unread = or_(
+            *(
+                and_(LogRecord.stream == stream, LogRecord.partition == partition, LogRecord.offset >= start)
+                for (stream, partition), start in sorted(starts.items())
+            )
+        )
+        scan = _SCAN.where(LogRecord.offset >= min(starts.values()), unread)
+        with self.log.engine.connect() as connection:  # one read transaction: both statements see the same log
+            rows = connection.execute(scan, {"limit": max_records}).all()
+            scanned_through = rows[-1].offset if len(rows) == max_records else connection.execute(_LAST_OFFSET).scalar()
+        records = [Record(stream, partition, offset, key, value) for offset, stream, partition, key, value in rows]
+        if scanned_through is not None:  # every partition's records from its start through here were read
             next_position = {position: positions.get(position, 0) for position in starts}
             for record in records:
                 next_position[(record.stream, record.partition)] = record.offset + 1
-            clear_below = rows[-1].offset + 1
-            self._clear = {position: (given, clear_below) for position, given in next_position.items()}
+            self._clear = {position: (given, scanned_through + 1) for position, given in next_position.items()}
         return records
 
     def caught_up(self, positions: dict[Position, int]) -> set[Position]:

@@ -43,7 +43,7 @@ class LogRecord(Base):
     partition by ``log_partitions``. On SQLite, from revision 0004, ``offset`` alone is
     the key: the table's row id, assigned by the database (AUTOINCREMENT, so never
     reused) and unique across the log; (stream, partition, offset) identifies a
-    record on both.
+    record on both. The migrations build that table; ``create_all`` would not.
     """
 
     __tablename__ = "event_log"
@@ -77,7 +77,7 @@ class ConsumerOffset(Base):
     next_offset: Mapped[int] = mapped_column(BigInteger)
     """Where a successor starts reading: the first record of the oldest join held only in memory."""
     read_offset: Mapped[int | None] = mapped_column(BigInteger)
-    """Where the worker had read to: the log's end less this is its lag. None before revision 0003."""
+    """Where the worker had read to: the records at or after it are its lag. None before revision 0003."""
     generation: Mapped[int] = mapped_column(BigInteger, server_default="0")
     """Bumped by every commit of the owned partitions: a member whose memory predates it starts over."""
 

@@ -12,6 +12,7 @@ import multiprocessing
 import sqlite3
 import threading
 import time
+import warnings
 from collections import defaultdict
 
 import pytest
@@ -117,6 +118,20 @@ def test_appends_from_several_processes_on_one_sqlite_file(tmp_path):
     order = {f"p{n}": [f"p{n}-{i}" for i in range(60)] for n in range(4)} | {"parent": ["parent-0", "parent-1"]}
     assert_dense_and_ordered(rows, order, parent)
     parent.close()
+
+
+def test_a_sqlite_url_with_options_appends_through_the_engine_with_the_same_offsets(tmp_path):
+    url = f"sqlite:///{tmp_path / 'decide.db'}?timeout=30"  # no file of its own for the writer: the engine's connections
+    migrate(url)
+    event_log = open_embedded_log(make_engine(url), PARTITIONS, STREAMS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for number in range(3):
+            event_log.append(DECISIONS, f"key-{number}", f"value-{number}")
+    assert [(offset, value) for _, _, offset, _, value in sorted(stored(event_log), key=lambda row: row[2])] == [
+        (1, "value-0"), (2, "value-1"), (3, "value-2")
+    ]
+    event_log.close()
 
 
 def test_an_append_waits_for_another_writer_and_then_commits_promptly(tmp_path):

@@ -86,7 +86,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Offsets counted per partition again, from 0, and the counters set past them."""
+    """Offsets counted per partition again, from 0, and the counters set past them.
+
+    The embedded log's positions are told from Kafka's by stream name: with
+    ``DECIDE_TOPIC_PREFIX`` empty, Kafka's positions on a SQLite database would be
+    moved too.
+    """
     if op.get_bind().dialect.name != "sqlite":
         return
     op.execute(
