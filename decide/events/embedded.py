@@ -457,8 +457,9 @@ class SQLiteSubscription(_TableSubscription):
         )
         scan = _SCAN.where(LogRecord.offset >= min(starts.values()), unread)
         with self.log.engine.connect() as connection:  # one read transaction: both statements see the same log
-            rows = connection.execute(scan, {"limit": max_records}).all()
-            scanned_through = rows[-1].offset if len(rows) == max_records else connection.execute(_LAST_OFFSET).scalar()
+            limit = max(1, max_records)
+            rows = connection.execute(scan, {"limit": limit}).all()
+            scanned_through = rows[-1].offset if len(rows) == limit else connection.execute(_LAST_OFFSET).scalar()
         records = [Record(stream, partition, offset, key, value) for offset, stream, partition, key, value in rows]
         if scanned_through is not None:  # every partition's records from its start through here were read
             next_position = {position: positions.get(position, 0) for position in starts}
