@@ -12,16 +12,17 @@ import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, get_args
 
+from decide.errors import Invalid
+
 RewardAggregation = Literal["earliest", "sum"]
 EventLogKind = Literal["embedded", "kafka"]
 
 
-class ConfigError(ValueError):
+class ConfigError(Invalid):
     """A configuration value a person must fix; ``field`` names it."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+        super().__init__(message, field=field)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from decide.errors import Invalid
 from decide.policies.base import ActionSet
 
 try:
@@ -79,13 +80,15 @@ _HIGH = np.uint64(32)
 _SIGN_BIT = np.uint64(1 << 31)
 
 
-class FeatureError(ValueError):
+class FeatureError(Invalid):
     """A request value that cannot be featurized; ``path`` is its JSON path."""
 
     def __init__(self, path: str, detail: str) -> None:
-        super().__init__(f"{path}: {detail}")
+        super().__init__(detail, field=path)
         self.path = path
-        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.detail}"
 
 
 class _BadValue(Exception):

@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from decide.config import LoopConfig
+from decide.errors import Invalid
 from decide.events.schemas import Decision
 from decide.store import queries
 from decide.store.models import Example
@@ -39,7 +40,7 @@ from decide.store.models import Example
 LEARNABLE = ("observed", "default")
 
 
-class LogError(ValueError):
+class LogError(Invalid):
     """A log line or query that cannot be used; the message says which and why."""
 
 

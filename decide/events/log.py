@@ -12,6 +12,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from decide.errors import Unavailable
+
 Position = tuple[str, int]
 """(stream, partition)"""
 
@@ -25,7 +27,7 @@ class Record:
     value: str
 
 
-class LogUnavailable(RuntimeError):
+class LogUnavailable(Unavailable):
     """The log cannot take the record now; nothing was acknowledged."""
 
 

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from decide.errors import Invalid
+
 MAX_SAMPLES = 65_536
 """Upper bound on Monte Carlo samples: keeps a decision's memory and latency bounded."""
 
@@ -60,7 +62,7 @@ def check_bool(name: str, value: object) -> None:
         raise ValueError(f"{name} must be true or false, got {value!r}")  # noqa: TRY004
 
 
-class NonFiniteInput(ValueError):
+class NonFiniteInput(Invalid):
     """An input array holds NaN or an infinity; in a decision, feature values so large that their products overflow."""
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Float, Integer, String, Text, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from decide.errors import Conflict, NotFound
 from decide.serving.spec import ModelSpec
 from decide.store.models import Base
 
@@ -27,13 +28,13 @@ class ModelRow(Base):
     updated_at: Mapped[float] = mapped_column(Float)
 
 
-class ModelNotFound(LookupError):
+class ModelNotFound(NotFound):
     def __init__(self, name: str) -> None:
         super().__init__(f"there is no model named '{name}'")
         self.name = name
 
 
-class ModelExists(ValueError):
+class ModelExists(Conflict):
     def __init__(self, name: str) -> None:
         super().__init__(f"a model named '{name}' is already registered; change it with update")
         self.name = name

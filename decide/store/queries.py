@@ -10,18 +10,19 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from decide.config import LoopConfig
+from decide.errors import NotFound
 from decide.policies.base import Arrays
 from decide.store.arrays import pack, unpack
 from decide.store.models import Loop, PolicyVersion
 
 
-class LoopNotFound(LookupError):
+class LoopNotFound(NotFound):
     def __init__(self, loop: str) -> None:
         super().__init__(f"there is no loop named '{loop}'")
         self.loop = loop
 
 
-class VersionNotFound(LookupError):
+class VersionNotFound(NotFound):
     def __init__(self, loop: str, version: int) -> None:
         super().__init__(f"loop '{loop}' has no version {version} (it may have been pruned; see keepVersions)")
 
