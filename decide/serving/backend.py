@@ -75,9 +75,14 @@ class Backend:
     def handle(self, message: dict[str, Any], peer: Peer) -> None:
         if message.get("op") == "status":
             peer.send(frame({"id": message["id"], **self.status()}))
-        elif not self.queue.put(message["id"], message["x"], float(message["b"]), peer):
+        elif not self.queue.put(message["id"], message["x"], self._budget(message), peer):
             self.counts["rejected"] += 1
             peer.send(frame({"id": message["id"], "e": REJECTED, "d": f"the queue of {self.spec.queueLimit} requests is full"}))
+
+    def _budget(self, message: dict[str, Any]) -> float:
+        """Seconds the request may still take: its budget, cut to what is left of its caller's deadline."""
+        budget = float(message["b"])
+        return min(budget, float(message["t"]) - self.clock()) if "t" in message else budget
 
     def status(self) -> dict[str, Any]:
         latencies = np.array(self.latencies.copy() or [0.0])  # copy() is atomic; iterating while computing is not

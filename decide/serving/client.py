@@ -150,7 +150,7 @@ class Backends:
             if connection is None:
                 return None
             call = Call(connection, next(self.ids), callback)
-            if connection.send(message | {"id": call.id}, call, deadline - time.monotonic()):
+            if connection.send(message | {"id": call.id, "t": deadline}, call, deadline - time.monotonic()):
                 return call
         return None
 

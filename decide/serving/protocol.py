@@ -1,10 +1,14 @@
 """The wire format between API workers and backends: length-prefixed JSON frames on Unix sockets.
 
 Requests carry an ``id`` (replies may come back in any order, so one
-connection carries many requests at once) and a time ``budget`` in seconds,
-which the backend turns into a deadline on its own clock:
+connection carries many requests at once), a time ``budget`` in seconds, and
+the caller's deadline ``t`` on ``time.monotonic()``. Backends run on the same
+host (the sockets are Unix sockets), where that clock is the same in every
+process, so a request that waited in a stalled replica's socket buffer past its
+caller's deadline is dropped, not computed for nobody; the budget alone bounds
+a request without ``t``:
 
-    {"id": 7, "x": <input>, "b": 0.05}          predict
+    {"id": 7, "x": <input>, "b": 0.05, "t": 81234.56}   predict
     {"id": 8, "op": "status"}                   counters and the current batch size
 
     {"id": 7, "y": <prediction>, "v": 3, "q": queue s, "c": compute s, "n": batch size}

@@ -6,6 +6,7 @@ import signal
 import statistics
 import threading
 import time
+from pathlib import Path
 
 from decide.serving.protocol import ERROR, REJECTED
 
@@ -75,15 +76,27 @@ def test_the_batch_size_adapts_to_the_latency_objective(start_backend):
     assert 0.7 * fitting <= status["batchSize"] <= fitting + 1
 
 
-def test_a_replica_that_stops_reading_cannot_hold_a_caller_past_its_deadline(start_backend):
+def test_a_replica_that_stops_reading_cannot_hold_a_caller_past_its_deadline(start_backend, tmp_path):
     backend = start_backend("frozen", target="tests.serving.models:echo")
+    log = tmp_path / "computed.log"
     backend.process.send_signal(signal.SIGSTOP)
+    wait_stopped(backend.process.pid)
     try:
-        big = {"tag": "x" * 100_000}
+        big = {"tag": "x" * 100_000, "log": str(log)}
         for _ in range(10):
             started = time.monotonic()
-            call = backend.call(big, budget=0.2)
+            backend.call(big, budget=0.2)
             assert time.monotonic() - started < 0.5, "sending gives up at the deadline once the socket is full"
-            assert call is None or call.wait(0.0) is None or "e" in call.reply
+        time.sleep(0.3)
     finally:
         backend.process.send_signal(signal.SIGCONT)
+    assert backend.call({"tag": "after", "log": str(log)}, budget=5.0).wait(5.0)["y"] == "after", "the resumed replica answers again"
+    assert log.read_text().split() == ["after"], "requests whose deadline passed while the replica was stopped are never computed"
+
+
+def wait_stopped(pid: int, timeout: float = 5.0) -> None:
+    """Until the kernel reports ``pid`` stopped: SIGSTOP is delivered asynchronously."""
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "T":
+        assert time.monotonic() < deadline, f"process {pid} did not stop"
+        time.sleep(0.01)
