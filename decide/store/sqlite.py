@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import partial
 from types import SimpleNamespace
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 
 from decide.store.models import Example, Loop
 
@@ -44,7 +44,7 @@ def _on_connect(connection: sqlite3.Connection, _record: object) -> None:
     set_pragmas(connection)
 
 
-def _on_begin(connection) -> None:
+def _on_begin(connection: Connection) -> None:
     """Writers take SQLite's write lock at BEGIN, so read-then-write never fails on lock upgrade."""
     immediate = connection.get_execution_options().get("writer", False)
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
