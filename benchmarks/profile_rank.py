@@ -150,7 +150,7 @@ def main() -> int:
             served.snapshot, sets[i % 256], decision_rng(str(i), 1, generator)),
         "encode the decision event (json)": lambda i: encode(event),
         "event log append (one transaction)": lambda i: decider.log.append("decisions", f"bench-{i}", text),
-        "reward's joined-event check (SELECT)": lambda i: decider._closed(f"bench-{i}"),
+        "reward's joined-event check (SELECT)": lambda i: decider.reads.closed(f"bench-{i}"),
     }
     print("CPU ms per call, each stage alone (best of 5 interleaved passes of 500 calls):")
     # Each stage's best of 5 passes, the passes interleaved across stages: the machine's speed drifts.

@@ -8,8 +8,6 @@ may retry with the same eventId (the decision is reproducible).
 from __future__ import annotations
 
 import hashlib
-import os
-import sqlite3
 import threading
 import time
 from bisect import bisect_right
@@ -17,14 +15,13 @@ from itertools import accumulate
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, Executable, bindparam, select
+from sqlalchemy import Engine
 
 from decide.api.metrics import Metrics
 from decide.api.policy_cache import PolicyCache, ServedPolicy
 from decide.api.problems import Problem, invalid, not_found
 from decide.api.schemas import RankRequest
 from decide.config import Settings
-from decide.events.embedded import sqlite_file
 from decide.events.log import EventLog, LogUnavailable
 from decide.events.schemas import Activation, Decision, Event, Reward, encode, new_id, stream_of
 from decide.features import FeatureError
@@ -32,15 +29,7 @@ from decide.policies.params import NonFiniteInput
 from decide.serving.router import ModelRouter
 from decide.store import queries
 from decide.store.db import sessions
-from decide.store.models import Example, Loop
-
-
-_CLOSED = select(Example.event_id).where(Example.event_id == bindparam("event_id"))
-_SQLITE_CLOSED = f"SELECT 1 FROM {Example.__tablename__} WHERE event_id = ?"
-_VERSIONS = select(Loop.name, Loop.current_version)
-_SQLITE_VERSIONS = f"SELECT name, current_version FROM {Loop.__tablename__}"
-SQLITE_READ_TIMEOUT = 30.0
-
+from decide.store.reads import hot_reads
 
 _PCG64_INCREMENT = 0xDA3E39CB94B95BDB_5851F42D4C957F2D | 1
 """One fixed stream for every decision: what differs between decisions is the starting state."""
@@ -90,13 +79,10 @@ class Decider:
         self.log = event_log
         self.settings = settings
         self.metrics = metrics
-        self.policies = PolicyCache(sessions(engine), settings.poll_interval, read_versions=self._current_versions)
+        self.reads = hot_reads(engine)
+        self.policies = PolicyCache(sessions(engine), settings.poll_interval, read_versions=self.reads.versions)
         self.models = ModelRouter(sessions(engine), settings.backend_dir, settings.poll_interval, metrics.registry)
-        self._sqlite_file = sqlite_file(engine)
-        self._readers = threading.local()
         self._generators = threading.local()
-        self._inherited: list[sqlite3.Connection] = []
-        """Read connections inherited across a fork: kept referenced, so the child never closes the parent's."""
 
     def rank(self, request: RankRequest) -> dict[str, Any]:
         """The answer, a ``RankResponse`` as a plain dict: pydantic would cost more than the rest of the answer."""
@@ -150,7 +136,7 @@ class Decider:
         """Log a reward; False when its join already closed (it is then not used, and not logged)."""
         if loop is not None:
             self._served(loop, "loop")
-        if self._closed(event_id):
+        if self.reads.closed(event_id):
             self.metrics.late_rewards.inc()
             return False
         self._append(Reward(event_id=event_id, value=value, timestamp=time.time(), loop=loop))
@@ -160,7 +146,7 @@ class Decider:
     def activate(self, event_id: str, loop: str | None) -> bool:
         if loop is not None:
             self._served(loop, "loop")
-        if self._closed(event_id):
+        if self.reads.closed(event_id):
             return False
         self._append(Activation(event_id=event_id, timestamp=time.time(), loop=loop))
         return True
@@ -187,42 +173,12 @@ class Decider:
         except queries.LoopNotFound as error:
             raise not_found(f"{error}; create it with POST /loops or `decide loops create {loop}`", field) from error
 
-    def _closed(self, event_id: str) -> bool:
-        """Whether the event's join has closed: a primary-key lookup in the archive of closed joins."""
-        return bool(self._read(_CLOSED, _SQLITE_CLOSED, {"event_id": event_id}))
-
-    def _current_versions(self) -> dict[str, int]:
-        """Every loop's served version, which the policy cache looks at every ``poll_interval``."""
-        return dict(self._read(_VERSIONS, _SQLITE_VERSIONS, {}))
-
-    def _read(self, statement: Executable, sqlite_sql: str, parameters: dict[str, Any]) -> list[tuple]:
-        """The rows of a small query that every request or every poll makes.
-
-        On a SQLite file it runs as plain SQL (``parameters`` in order) on the thread's
-        own connection: through the engine, the pool checkout, BEGIN and ROLLBACK cost
-        ten times the lookup.
-        """
-        if self._sqlite_file is None:
-            with self.engine.connect() as connection:
-                return [tuple(row) for row in connection.execute(statement, parameters)]
-        return self._sqlite_reader().execute(sqlite_sql, tuple(parameters.values())).fetchall()
-
     def _generator(self) -> np.random.Generator:
         """This thread's decision generator, reset by ``decision_rng`` for every decision."""
         generator = getattr(self._generators, "generator", None)
         if generator is None:
             generator = self._generators.generator = np.random.Generator(np.random.PCG64())
         return generator
-
-    def _sqlite_reader(self) -> sqlite3.Connection:
-        """This thread's read connection (autocommit: each lookup sees the latest commit), opened after any fork."""
-        pid, connection = getattr(self._readers, "opened", (0, None))
-        if connection is None or pid != os.getpid():
-            if connection is not None:
-                self._inherited.append(connection)
-            connection = sqlite3.connect(self._sqlite_file, timeout=SQLITE_READ_TIMEOUT, isolation_level=None)
-            self._readers.opened = (os.getpid(), connection)
-        return connection
 
     def _append(self, event: Event) -> None:
         try:

@@ -4,8 +4,9 @@ Offsets become visible in the order they were assigned, so a consumer reading
 past offset n never later finds a record of that partition it skipped. How they
 are assigned is the database's business:
 
-* on PostgreSQL (``PostgresLog``), an append advances its partition's counter row
-  and holds the row's lock until it commits, so offsets are dense per partition;
+* on PostgreSQL, or any database with row locks (``CounterLog``), an append
+  advances its partition's counter row and holds the row's lock until it commits,
+  so offsets are dense per partition;
 * on SQLite (``SQLiteLog``), the offset is the table's row id: SQLite runs one
   writer at a time, so row ids are assigned in commit order, and they are unique
   across the log, with gaps in each partition where the others' records lie (as
@@ -17,16 +18,12 @@ writes, the others queue their records, and the next writer takes every queued
 record in one transaction. Each caller still returns only after its own record
 has committed.
 
-On a SQLite file, the writer uses its own connection with plain SQL, and waits
-for the database's single write lock by polling it every fraction of a
-millisecond: SQLite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between
-attempts, so behind the learner's longer transactions an API thread would sleep
-well past the moment the lock came free.
+On a SQLite file, the writer uses this process's own connection with plain SQL
+and polls for the database's single write lock (``decide.store.sqlite``).
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
@@ -38,7 +35,9 @@ from sqlalchemy import Engine, and_, bindparam, delete, func, insert, or_, selec
 from sqlalchemy.exc import OperationalError
 
 from decide.events.log import EventLog, LogUnavailable, Position, Record, Subscription
+from decide.store.db import is_sqlite
 from decide.store.models import LogPartition, LogRecord
+from decide.store.sqlite import FileWriter, sqlite_file
 
 _ADVANCE = (
     update(LogPartition)
@@ -104,7 +103,7 @@ def partition_of(key: str, partitions: int) -> int:
 
 def open_embedded_log(engine: Engine, partitions: int, streams: tuple[str, ...]) -> EmbeddedLog:
     """The embedded log for ``engine``'s database."""
-    log_class = SQLiteLog if engine.dialect.name == "sqlite" else PostgresLog
+    log_class = SQLiteLog if is_sqlite(engine) else CounterLog
     return log_class(engine, partitions, streams)
 
 
@@ -129,16 +128,6 @@ def _counts(batch: list[_Pending]) -> dict[tuple[str, int], int]:
 
 
 _SQLITE_APPEND = f'INSERT INTO {LogRecord.__tablename__} (stream, "partition", key, value, appended_at) VALUES (?, ?, ?, ?, ?)'
-SQLITE_LOCK_TIMEOUT = 30.0
-"""Seconds an append waits for SQLite's write lock before the caller gets 503 (the engine's busy timeout)."""
-
-
-def sqlite_file(engine: Engine) -> str | None:
-    """The database file of a SQLite engine (None for other databases and in-memory SQLite)."""
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" or url.query:
-        return None
-    return url.database
 
 
 class EmbeddedLog(EventLog):
@@ -193,7 +182,7 @@ class EmbeddedLog(EventLog):
         """Commit ``batch`` in one transaction, each partition's records in batch order."""
 
 
-class PostgresLog(EmbeddedLog):
+class CounterLog(EmbeddedLog):
     """Offsets from a counter row per partition, whose lock orders the partition's appends (any database with row locks)."""
 
     def __init__(self, engine: Engine, partitions: int, streams: tuple[str, ...]) -> None:
@@ -260,7 +249,7 @@ class PostgresLog(EmbeddedLog):
         return deleted
 
     def subscribe(self, group: str, streams: tuple[str, ...]) -> Subscription:
-        return PostgresSubscription(self, streams)
+        return CounterSubscription(self, streams)
 
 
 class SQLiteLog(EmbeddedLog):
@@ -268,75 +257,18 @@ class SQLiteLog(EmbeddedLog):
 
     def __init__(self, engine: Engine, partitions: int, streams: tuple[str, ...]) -> None:
         super().__init__(engine, partitions, streams)
-        self._sqlite_file = sqlite_file(engine)
-        self._sqlite: sqlite3.Connection | None = None
-        self._sqlite_pid = 0
-        self._inherited: list[sqlite3.Connection] = []
-        """Writer connections inherited across a fork: kept referenced, so the child never closes the parent's."""
+        path = sqlite_file(engine)
+        self._file = FileWriter(path) if path is not None else None
 
     def _write(self, batch: list[_Pending]) -> None:
         """Plain SQL on this process's own connection to the file; in-memory databases go through the engine."""
         appended_at = time.time()
         rows = [(pending.stream, pending.partition, pending.key, pending.value, appended_at) for pending in batch]
-        if self._sqlite_file is None:
+        if self._file is None:
             with self.engine.begin() as connection:
                 connection.exec_driver_sql(_SQLITE_APPEND, rows)
             return
-        connection = self._sqlite_connection()
-        self._begin_immediate(connection)
-        try:
-            if len(rows) == 1:  # the usual batch under load: executemany's own set-up costs more than the insert
-                connection.execute(_SQLITE_APPEND, rows[0])
-            else:
-                connection.executemany(_SQLITE_APPEND, rows)
-            connection.execute("COMMIT")
-        except BaseException:
-            try:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-            except sqlite3.Error:
-                self._close_sqlite()  # a connection that cannot roll back is not used again
-            raise
-
-    def _sqlite_connection(self) -> sqlite3.Connection:
-        if self._sqlite is None or self._sqlite_pid != os.getpid():
-            if self._sqlite is not None:  # inherited across fork: never use it, and never close it here
-                self._inherited.append(self._sqlite)
-            self._sqlite = sqlite3.connect(
-                self._sqlite_file, timeout=SQLITE_LOCK_TIMEOUT, isolation_level=None, check_same_thread=False
-            )
-            self._sqlite.execute("PRAGMA journal_mode=WAL")
-            self._sqlite.execute("PRAGMA synchronous=NORMAL")
-            self._sqlite.execute("PRAGMA busy_timeout=0")  # _begin_immediate waits instead
-            self._sqlite_pid = os.getpid()
-        return self._sqlite
-
-    @staticmethod
-    def _begin_immediate(connection: sqlite3.Connection) -> None:
-        """Take the write lock, polling every 0.1–1 ms while another connection holds it."""
-        deadline = time.monotonic() + SQLITE_LOCK_TIMEOUT
-        pause = 0.0001
-        while True:
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as error:
-                code = getattr(error, "sqlite_errorcode", sqlite3.SQLITE_BUSY) & 0xFF  # primary result code
-                busy = code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-                if not busy or time.monotonic() >= deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.001)
-
-    def _close_sqlite(self) -> None:
-        if self._sqlite is not None and self._sqlite_pid != os.getpid():
-            self._inherited.append(self._sqlite)
-        elif self._sqlite is not None:
-            try:
-                self._sqlite.close()
-            except sqlite3.Error:
-                pass
-        self._sqlite = None
+        self._file.write(_SQLITE_APPEND, rows)
 
     def trim(self, consumed: dict[Position, int], appended_before: float, limit: int) -> int:
         """Delete the log's oldest records while they are consumed and past retention, a short transaction at a time.
@@ -365,8 +297,9 @@ class SQLiteLog(EmbeddedLog):
         return deleted
 
     def close(self) -> None:
-        with self._writer:
-            self._close_sqlite()
+        if self._file is not None:
+            with self._writer:
+                self._file.close()
 
     def subscribe(self, group: str, streams: tuple[str, ...]) -> Subscription:
         return SQLiteSubscription(self, streams)
@@ -400,7 +333,7 @@ class _TableSubscription(Subscription):
         """Nothing to release: reads use short-lived connections."""
 
 
-class PostgresSubscription(_TableSubscription):
+class CounterSubscription(_TableSubscription):
     """One query per partition; the counter rows tell where each partition ends."""
 
     def _read(self, positions: dict[Position, int], max_records: int) -> list[Record]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from decide.config import Settings
+from decide.errors import Invalid
 from decide.events.embedded import open_embedded_log
 from decide.events.log import EventLog
 from decide.events.schemas import STREAMS
@@ -17,4 +18,8 @@ def open_log(settings: Settings, engine: Engine) -> EventLog:
         from decide.events.kafka import KafkaLog
 
         return KafkaLog(settings.kafka_bootstrap, settings.topic_prefix, settings.partitions, STREAMS, settings.spool_path)
-    raise ValueError(f"DECIDE_EVENT_LOG must be 'embedded' or 'kafka', not {settings.event_log!r}")
+    raise Invalid(
+        f"DECIDE_EVENT_LOG must be 'embedded' or 'kafka', not {settings.event_log!r}",
+        field="DECIDE_EVENT_LOG",
+        fix="set DECIDE_EVENT_LOG=embedded (the default: the log in the service's own database) or DECIDE_EVENT_LOG=kafka",
+    )

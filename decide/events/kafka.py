@@ -31,6 +31,7 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.producer.future import FutureRecordMetadata
 
+from decide.errors import Invalid
 from decide.events.log import EventLog, LogUnavailable, Position, Record, Subscription
 from decide.events.spool import Drainer, Spool, SpooledRecord
 
@@ -89,9 +90,10 @@ class KafkaLog(EventLog):
             wrong = {topic: count for topic, count in existing.items() if count != self.partitions}
             if wrong:
                 found = ", ".join(f"{topic} has {count}" for topic, count in sorted(wrong.items()))
-                raise ValueError(
-                    f"the topics must all have DECIDE_PARTITIONS={self.partitions} partitions, but {found}; "
-                    "set DECIDE_PARTITIONS to the topics' count (a decision and its rewards must share a partition number)"
+                raise Invalid(
+                    f"the topics must all have DECIDE_PARTITIONS={self.partitions} partitions, but {found}",
+                    field="DECIDE_PARTITIONS",
+                    fix="set DECIDE_PARTITIONS to the topics' count (a decision and its rewards must share a partition number)",
                 )
             missing = [topic for topic in topics if topic not in existing]
             if missing:

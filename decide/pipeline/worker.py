@@ -52,6 +52,7 @@ from decide.pipeline.joiner import Found, JoinCounts, Joiner, decoded
 from decide.pipeline.learner import Learner, LearnedVersion
 from decide.pipeline.metrics import PipelineMetrics
 from decide.store import queries
+from decide.store.db import readers_outside_lock
 from decide.store.models import ConsumerOffset
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class Worker:
         """The offset rows as this worker last read or wrote them; None: read them again."""
         self._read: dict[Position, int] = {}
         """Where this worker has read to, at or past the stored offsets."""
-        self._readers = _readers_before_lock(sessions)
+        self._readers = readers_outside_lock(sessions)
         self._trim_after = float("-inf")
         """When (on ``clock``) to look for records to trim again."""
 
@@ -227,16 +228,6 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _readers_before_lock(writers: sessionmaker[Session]) -> sessionmaker[Session] | None:
-    """On SQLite, sessions on the writers' engine whose transactions begin plain (``BEGIN``, not the writers'
-    ``BEGIN IMMEDIATE``: see ``decide.store.db``), so reading takes no write lock; None on other databases."""
-    with writers() as session:
-        bind = session.get_bind()
-    if bind.dialect.name != "sqlite":
-        return None
-    return sessionmaker(bind.execution_options(writer=False), expire_on_commit=False)
 
 
 class _ConfigCache:

@@ -10,18 +10,15 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-import psycopg
 from sqlalchemy import ColumnElement, String, Table, any_, bindparam, insert
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from decide.store.db import is_postgres
+
 SQLITE_CHUNK = 10_000
 """Ids per statement on SQLite, well below its limit of 32,766 host parameters."""
-
-
-def is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 def id_chunks(session: Session, ids: Collection[str]) -> Iterator[list[str]]:
@@ -48,6 +45,8 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     if not is_postgres(session):
         session.execute(insert(table), list(rows))
         return
+    import psycopg  # only on PostgreSQL: the base install does without it
+
     columns = list(rows[0])
     quote = session.get_bind().dialect.identifier_preparer.quote
     statement = f"COPY {quote(table.name)} ({', '.join(quote(column) for column in columns)}) FROM STDIN"

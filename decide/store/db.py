@@ -1,13 +1,17 @@
-"""Engine and schema management: SQLite tuned for concurrent API workers, PostgreSQL as is."""
+"""Engine and schema management, and the one place that asks which database an engine is on."""
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, inspect, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from decide.errors import Unavailable
+from decide.store import sqlite
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -15,27 +19,28 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL so readers never wait for the one writer."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "isolation_level": None})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
-        return engine
+        return sqlite.make_engine(url)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if make_url(url).get_backend_name() == "postgresql" and find_spec("psycopg") is None:
+        raise Unavailable(
+            "PostgreSQL needs the psycopg driver, which this installation does not have",
+            fix="install it with pip install 'decide[postgres]'",
+        )
     return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
 
 
-def _sqlite_pragmas(connection, _record) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def is_sqlite(bind: Engine | Connection | Session) -> bool:
+    return _dialect(bind) == "sqlite"
 
 
-def _sqlite_begin_immediate(connection) -> None:
-    """Writers take SQLite's write lock at BEGIN, so read-then-write never fails on lock upgrade."""
-    immediate = connection.get_execution_options().get("writer", False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+def is_postgres(bind: Engine | Connection | Session) -> bool:
+    return _dialect(bind) == "postgresql"
+
+
+def _dialect(bind: Engine | Connection | Session) -> str:
+    """The one place that asks which database ``bind`` is on."""
+    return (bind.get_bind() if isinstance(bind, Session) else bind).dialect.name
 
 
 def sessions(engine: Engine) -> sessionmaker[Session]:
@@ -46,6 +51,21 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
 def writer_sessions(engine: Engine) -> sessionmaker[Session]:
     """Sessions for transactions that read and then write what they read (the pipeline, admin)."""
     return sessionmaker(engine.execution_options(writer=True), expire_on_commit=False)
+
+
+def readers_outside_lock(writers: sessionmaker[Session]) -> sessionmaker[Session] | None:
+    """Sessions on the writers' engine for reading before a writer's transaction, or None where reads belong inside it.
+
+    SQLite has one write lock, which every writer takes at BEGIN: these sessions'
+    transactions begin plain (``BEGIN``, not ``BEGIN IMMEDIATE``), so reading takes
+    no write lock. On other databases, writers run side by side and the reads lock
+    what they read, so they stay in the writer's transaction (None).
+    """
+    with writers() as session:
+        bind = session.get_bind()
+    if not is_sqlite(bind):
+        return None
+    return sessionmaker(bind.execution_options(writer=False), expire_on_commit=False)
 
 
 def alembic_config(url: str) -> Config:

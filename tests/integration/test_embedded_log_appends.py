@@ -18,10 +18,10 @@ from collections import defaultdict
 import pytest
 from sqlalchemy import text
 
-from decide.events import embedded
 from decide.events.embedded import EmbeddedLog, SQLiteLog, open_embedded_log
 from decide.events.log import LogUnavailable
 from decide.events.schemas import DECISIONS, REWARDS, STREAMS
+from decide.store import sqlite
 from decide.store.db import make_engine, migrate
 
 PARTITIONS = 4
@@ -162,7 +162,7 @@ def test_a_lock_held_past_the_timeout_is_a_log_unavailable_for_every_waiting_cal
     url = f"sqlite:///{tmp_path / 'decide.db'}"
     migrate(url)
     event_log = open_embedded_log(make_engine(url), PARTITIONS, STREAMS)
-    monkeypatch.setattr(embedded, "SQLITE_LOCK_TIMEOUT", 0.3)
+    monkeypatch.setattr(sqlite, "LOCK_TIMEOUT", 0.3)
     other = sqlite3.connect(tmp_path / "decide.db", isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
     outcomes: list[BaseException | None] = []

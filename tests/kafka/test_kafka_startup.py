@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from decide.errors import Invalid
 from decide.events.kafka import KafkaLog
 from decide.events.schemas import STREAMS
 from tests.e2e.conftest import free_port
@@ -27,5 +28,6 @@ def test_an_unreachable_broker_stops_the_worker_with_a_message(tmp_path):
 
 def test_topics_with_another_partition_count_are_refused(kafka_bootstrap, topic_prefix, tmp_path):
     KafkaLog(kafka_bootstrap, topic_prefix, 4, STREAMS, str(tmp_path / "spool.db")).close()
-    with pytest.raises(ValueError, match=r"DECIDE_PARTITIONS=8 .* has 4"):
+    with pytest.raises(Invalid, match=r"DECIDE_PARTITIONS=8 .* has 4") as refused:
         KafkaLog(kafka_bootstrap, topic_prefix, 8, STREAMS, str(tmp_path / "spool.db"))
+    assert refused.value.field == "DECIDE_PARTITIONS"
