@@ -12,6 +12,9 @@ What it does, per round:
 2. starts ``python -m decide serve`` on a fresh temporary SQLite database (embedded
    event log, its learner running) with the *same* gunicorn configuration (gthread
    worker class, ``--workers``, ``--threads``), warms it up, measures it, stops it.
+   The default loop learns while measured, as it would in production: its reward
+   wait is 2 s and it may write a version every second (``--loop-config``), and
+   the number of versions written is reported.
 
 The two servers never run at the same time, so neither one's background work (for
 decide, the learner catching up) is charged to the other. The load is closed-loop:
@@ -75,6 +78,8 @@ HOST = "127.0.0.1"
 MAX_CLIENTS = 64
 MAX_DURATION = 600.0
 MAX_ROUNDS = 10
+LEARNING = '{"rewardWaitTime": 2, "updateInterval": 1}'
+"""The default loop's settings while measured: joins close 2 s after their decision and the learner writes a version every second."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -409,6 +414,17 @@ class Server:
         except sqlite3.Error:
             return None
 
+    def served_version(self) -> int | None:
+        """The default loop's current policy version: how many versions the learner has written so far."""
+        if self.database is None:
+            return None
+        try:
+            with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=5) as connection:
+                row = connection.execute("SELECT current_version FROM loops WHERE name = 'default'").fetchone()
+            return None if row is None else int(row[0])
+        except sqlite3.Error:
+            return None
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -454,7 +470,7 @@ def start_decide(args, workdir: Path, round_number: int, root: Path, name: str, 
     env = {key: value for key, value in os.environ.items() if not key.startswith("DECIDE_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH", "")]))
     env.update(settings_env)
-    if args.loop_config:
+    if json.loads(args.loop_config):
         subprocess.run([sys.executable, "-m", "decide", "migrate", "--database-url", url], env=env, cwd=root, check=True, capture_output=True)
         settings = [f"--set={key}={json.dumps(value)}" for key, value in json.loads(args.loop_config).items()]
         subprocess.run([sys.executable, "-m", "decide", "loops", "configure", "default", *settings, "--database-url", url],
@@ -514,11 +530,13 @@ def measure(server: Server, args, label: str) -> dict:
     base = (0, 0)
     last_spread = 0.0
     load_before = os.getloadavg()[0]
+    version_before: int | None = None
     last_print = 0.0
     while time.monotonic() < window[1]:
         now = time.monotonic()
         if cpu_before is None and now >= window[0]:
             cpu_before = server.cpu_seconds()
+            version_before = server.served_version()
             base = (sum(progress[0::2]), sum(progress[1::2]))
         if now >= window[0] and now - last_spread >= 1.0:
             last_spread = now
@@ -537,6 +555,7 @@ def measure(server: Server, args, label: str) -> dict:
         time.sleep(min(0.25, max(0.0, window[1] - time.monotonic())))
     cpu_after = server.cpu_seconds()
     backlog = server.learner_backlog()
+    version_after = server.served_version()
     if cpu_before is None:
         cpu_before = {}
     if tty:
@@ -581,6 +600,7 @@ def measure(server: Server, args, label: str) -> dict:
         "client_cpu_cores": sum(r["cpu_seconds"] for r in collected.values()) / (args.warmup + args.duration),
         "connections_per_worker": mean_spread(spreads),
         "learner_backlog": backlog,
+        "versions_written": None if version_before is None or version_after is None else version_after - version_before,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg()[0],
     }
@@ -627,6 +647,8 @@ def report(rounds: list[dict], args) -> dict:
     for label, key in RATIOS:
         per_round = ", ".join(f"{r['decide'][key] / r[reference][key]:.2f}" for r in rounds)
         print(f"ratio decide/{reference}, {label}: {ratios[key]:.2f}" + (f"  (rounds: {per_round})" if len(rounds) > 1 else ""))
+    written = [r["decide"]["versions_written"] for r in rounds]
+    print(f"decide's policy versions written while measured: {', '.join('?' if w is None else str(w) for w in written)} (loop settings {args.loop_config})")
     for r in rounds:
         for target in ("decide", reference):
             if r[target]["errors"]:
@@ -672,7 +694,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--actions", type=int, default=10, help="actions per rank request (default 10)")
     parser.add_argument("--context-features", type=int, default=20, help="context features per rank request (default 20)")
     parser.add_argument("--reward-fraction", type=float, default=0.5, help="fraction of ranks followed by a reward (default 0.5)")
-    parser.add_argument("--loop-config", default="", help='JSON settings for the default loop, e.g. \'{"policy": "linucb"}\' (default: its defaults)')
+    parser.add_argument("--loop-config", default=LEARNING, help=f"JSON settings for the default loop (default: {LEARNING}, so that rewards "
+                        "join and versions advance while measured, as in production; '{}' keeps the loop's defaults, whose 600 s reward wait "
+                        "learns nothing in a short run)")
     parser.add_argument("--no-learner", action="store_true", help="diagnosis only: serve decide without its learner process")
     parser.add_argument("--only", choices=["decide", "ceiling"], help="measure one server only (no ratio)")
     parser.add_argument("--interleave", action="store_true",
@@ -697,6 +721,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--workers must be from 1 to 16 and --threads from 1 to 64")
     if not (1 <= args.actions <= 50 and 0 <= args.context_features <= 200 and 0.0 <= args.reward_fraction <= 1.0):
         parser.error("--actions 1..50, --context-features 0..200, --reward-fraction 0..1")
+    try:
+        if not isinstance(json.loads(args.loop_config), dict):
+            raise ValueError("not an object")
+    except ValueError as error:
+        parser.error(f"--loop-config must be a JSON object of loop settings: {error}")
     if args.versus is not None:
         args.versus = args.versus.resolve()
         if not (args.versus / "decide" / "__init__.py").is_file():
@@ -713,7 +742,8 @@ def measure_target(server: Server, target: str, number: int, args) -> dict:
     print(f"  {target}: rank {m['rank_per_s']:.0f}/s, reward {m['reward_per_s']:.0f}/s, rank p50 {m['rank_p50_ms']:.1f} ms, "
           f"p99 {m['rank_p99_ms']:.1f} ms, server CPU {m['server_cpu_ms_per_request']:.2f} ms/request, "
           f"connections per worker {m['connections_per_worker']}, errors {m['errors']}"
-          + (f", learner backlog {m['learner_backlog']} events" if m["learner_backlog"] is not None else ""),
+          + (f", learner backlog {m['learner_backlog']} events" if m["learner_backlog"] is not None else "")
+          + (f", {m['versions_written']} policy versions written while measured" if m["versions_written"] is not None else ""),
           file=sys.stderr)
     return m
 
