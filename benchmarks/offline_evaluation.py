@@ -4,7 +4,7 @@
     python benchmarks/offline_evaluation.py --quick    # smaller runs, print only
 
 1. Simulator: every policy of the ``linear-contextual`` scenario in process
-   (featurization, decision, learning through the learner's batch_of), one
+   (featurization, decision, learning through decide.learning, as the learner does), one
    seed, at the scenario's feature dimension and at 256.
 2. Estimators, end to end: ``compare`` on a uniformly-logged simulated log
    (featurizing every decision, three standard targets, then a learning
@@ -38,7 +38,8 @@ import numpy as np
 
 from decide.evaluation.estimators import EvidenceBuilder, estimators
 from decide.evaluation.offline import compare
-from decide.policies import Batch, EpsilonGreedy
+from decide.evaluation.reward_model import RidgeRewardModel
+from decide.policies import Batch
 from simulations.runner import run, run_policy
 from simulations.scenario import load_scenario
 
@@ -85,7 +86,7 @@ def estimators_alone(events: int, dimension: int = 64, actions: int = 5) -> list
     rows_ = np.arange(events)
 
     def work() -> None:
-        builder = EvidenceBuilder(EpsilonGreedy(dimension=dimension), targets=1)
+        builder = EvidenceBuilder(RidgeRewardModel(dimension=dimension), targets=1)
         for rows in np.array_split(rows_, 200):
             batch = Batch(tuple(map(str, chosen[rows])), np.zeros((len(rows), dimension)), features[rows, chosen[rows]],
                           rewards[rows], np.full(len(rows), 1 / actions))

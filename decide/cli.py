@@ -85,9 +85,9 @@ def serve(host: str, port: int, database_url: str, workers: int, threads: int, l
 def missing_kernels_note() -> str | None:
     """What an operator should know when the install built no compiled kernels: same results, slower ranks."""
     from decide import features
-    from decide.policies import state
+    from decide.policies import distributions
 
-    missing = [name for name, built in (("featurization", features.COMPILED), ("Thompson sampling", state.COMPILED)) if not built]
+    missing = [name for name, built in (("featurization", features.COMPILED), ("Thompson sampling", distributions.COMPILED)) if not built]
     if not missing:
         return None
     return (

@@ -2,7 +2,9 @@
 
 Loop configuration travels with every policy version (so a rollback restores the
 settings that produced it); it is validated here, once, for the API, the CLI and
-the worker alike.
+the worker alike, and it builds the loop's feature space and policy for all of
+them. Features and policies are imported where they are built, so that reading
+settings does not load numpy and scipy.
 """
 
 from __future__ import annotations
@@ -10,9 +12,21 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from decide.errors import Invalid
+from decide.limits import (
+    MAX_FEATURE_DIMENSION,
+    MAX_KEEP_VERSIONS,
+    MAX_UPDATE_INTERVAL,
+    MAX_WAIT_SECONDS,
+    MIN_FEATURE_DIMENSION,
+    MIN_UPDATE_INTERVAL,
+)
+
+if TYPE_CHECKING:
+    from decide.features import FeatureSpace
+    from decide.policies import Policy
 
 RewardAggregation = Literal["earliest", "sum"]
 EventLogKind = Literal["embedded", "kafka"]
@@ -59,16 +73,16 @@ class LoopConfig:
         return config
 
     def validate(self) -> None:
-        from decide.policies import POLICIES, make_policy
+        from decide.policies import POLICIES
 
         _number(self, "explorationFloor", 0.0, 1.0, upper_open=True)
-        _number(self, "rewardWaitTime", 0.0, 30 * 86400.0)
+        _number(self, "rewardWaitTime", 0.0, MAX_WAIT_SECONDS)
         _number(self, "defaultReward", -math.inf, math.inf)
-        _number(self, "activationTimeout", 0.0, 30 * 86400.0)
-        _number(self, "updateInterval", 0.01, 86400.0)
+        _number(self, "activationTimeout", 0.0, MAX_WAIT_SECONDS)
+        _number(self, "updateInterval", MIN_UPDATE_INTERVAL, MAX_UPDATE_INTERVAL)
         _number(self, "discount", 0.0, 1.0, lower_open=True)
-        _integer(self, "featureDimension", 2, 4096)
-        _integer(self, "keepVersions", 1, 1_000_000)
+        _integer(self, "featureDimension", MIN_FEATURE_DIMENSION, MAX_FEATURE_DIMENSION)
+        _integer(self, "keepVersions", 1, MAX_KEEP_VERSIONS)
         if self.rewardAggregation not in get_args(RewardAggregation):
             raise ConfigError("rewardAggregation", "rewardAggregation must be 'earliest' or 'sum'")
         if not isinstance(self.interactions, bool):
@@ -80,12 +94,31 @@ class LoopConfig:
         if not isinstance(self.policy, str) or self.policy not in POLICIES:
             raise ConfigError("policy", f"policy must be one of: {', '.join(POLICIES)}; got {self.policy!r}")
         try:
-            make_policy(self.policy, self.featureDimension, self.policy_params())
+            self.build_policy()
         except ValueError as error:
             raise ConfigError("policyParams", str(error)) from error
 
+    def feature_space(self) -> FeatureSpace:
+        """How this loop turns context and actions into vectors: the same for serving, learning and evaluating."""
+        from decide.features import FeatureSpace
+
+        return FeatureSpace(dimension=self.featureDimension, interactions=self.interactions)
+
+    def build_policy(self) -> Policy:
+        """This loop's policy (its ``policy`` names which), with its parameters and exploration floor.
+
+        Raises ValueError naming the unknown policy or parameter and what is allowed.
+        """
+        from decide.policies import make_policy
+
+        return make_policy(self.policy, self.featureDimension, self.policy_params())
+
     def policy_params(self) -> dict[str, Any]:
-        """Policy parameters with the loop-wide exploration floor filled in where the policy has one."""
+        """Policy parameters with the loop-wide exploration floor filled in where the policy has one.
+
+        The exploration floor's one rule: a policy that takes a ``floor`` gets the loop's
+        ``explorationFloor`` unless its parameters name their own.
+        """
         from decide.policies import POLICIES
 
         params = dict(self.policyParams)

@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from decide.errors import Invalid
+from decide.limits import MAX_HASH_DIMENSION
 from decide.policies.base import ActionSet
 
 try:
@@ -70,8 +71,6 @@ Feature = tuple[str, float]
 
 BIAS_KEY = "_bias"
 ID_PREFIX = "_id="
-MAX_DIMENSION = 2**24
-"""Policies keep d×d matrices, so anything larger is a configuration mistake."""
 
 _LEFT = np.uint64(0x9E3779B97F4A7C15)
 _RIGHT = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -349,10 +348,10 @@ class FeatureSpace:
         if (
             not isinstance(self.dimension, int)
             or isinstance(self.dimension, bool)
-            or not 1 <= self.dimension <= MAX_DIMENSION
+            or not 1 <= self.dimension <= MAX_HASH_DIMENSION
         ):
             raise ValueError(
-                f"dimension must be an integer from 1 to {MAX_DIMENSION}, got {self.dimension!r}"
+                f"dimension must be an integer from 1 to {MAX_HASH_DIMENSION}, got {self.dimension!r}"
             )
 
     def action_set(

@@ -3,8 +3,9 @@
 In process, each policy is a loop in miniature on a simulated clock: decisions
 are featurized and drawn exactly as the API draws them, each join closes
 ``rewardWaitTime`` after its decision with the reward if it arrived in time
-(else the loop's default reward), and the policy learns what has closed once per
-``updateInterval`` (through the learner's own ``batch_of``), producing a new version. Over HTTP the same population is
+(else the loop's default reward), and the policy learns what has closed by the
+learner's own rules (``decide.learning``: at most once per ``updateInterval``, with
+forgetting), producing a new version. Over HTTP the same population is
 sent to a running service, rewards are posted after their (real) delays, and the
 service does the rest.
 
@@ -31,9 +32,8 @@ from tqdm import tqdm
 from decide.client import ApiError, Client
 from decide.evaluation.logs import LoggedExample
 from decide.events.schemas import Decision
-from decide.features import FeatureSpace
-from decide.pipeline.learner import batch_of
-from decide.policies import Arrays, make_policy, merge
+from decide.learning import statistics_after, update_due
+from decide.policies import Arrays
 from simulations.scenario import PolicySpec, Scenario
 
 CURVE_POINTS = 200
@@ -189,15 +189,14 @@ def run_policy(
     """One policy through one seed on the simulated clock; ``keep_log`` also keeps the logged decisions."""
     config = spec.config
     environment = scenario.environment_for(seed)
-    space = FeatureSpace(dimension=config.featureDimension, interactions=config.interactions)
-    policy = make_policy(config.policy, config.featureDimension, config.policy_params())
+    space = config.feature_space()
+    policy = config.build_policy()
     rng = np.random.default_rng([seed, zlib.crc32(spec.label.encode())])
     arrivals = np.random.default_rng([seed, 1])
     statistics: Arrays = {}
     snapshot = policy.snapshot(statistics)
-    version = 1
+    version, version_made_at = 1, 0.0
     joins: deque[tuple[float, Decision, float]] = deque()
-    next_update = config.updateInterval
     rounds = scenario.rounds
     rewards, expected, best, joined, propensities = (np.zeros(rounds) for _ in range(5))
     versions = np.zeros(rounds, dtype=int)
@@ -207,16 +206,14 @@ def run_policy(
     started = time.perf_counter()
     for t in range(rounds):
         now = t / scenario.rate
-        if now >= next_update:
+        if update_due(config, version_made_at, now) and joins and joins[0][0] <= now:
             closed = []
             while joins and joins[0][0] <= now:
                 closed.append(joins.popleft())
-            if closed:
-                batch = batch_of(config, [decision for _, decision, _ in closed], [reward for _, _, reward in closed])
-                statistics = merge(statistics, policy.statistics(batch), discount=config.discount ** len(closed))
-                snapshot = policy.snapshot(statistics)
-                version += 1
-            next_update = now + config.updateInterval
+            decisions, learned_rewards = [decision for _, decision, _ in closed], [reward for _, _, reward in closed]
+            statistics = statistics_after(config, policy, statistics, decisions, learned_rewards)
+            snapshot = policy.snapshot(statistics)
+            version, version_made_at = version + 1, now
         played = environment.next_round()
         actions = space.action_set(played.context, played.actions)
         probabilities = policy.probabilities(snapshot, actions, rng)

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from decide.config import LoopConfig
 from decide.features import FeatureSpace
-from decide.policies import make_policy
 from decide.policies.base import Arrays, Policy
 from decide.store import queries
 from decide.store.arrays import unpack
@@ -36,13 +35,13 @@ def load(session: Session, loop: str, number: int) -> ServedPolicy:
     """Build the serving form of one policy version."""
     row = queries.version(session, loop, number)
     config = queries.config_of(row)
-    policy = make_policy(config.policy, config.featureDimension, config.policy_params())
+    policy = config.build_policy()
     return ServedPolicy(
         loop=loop,
         version=number,
         config=config,
         policy=policy,
-        space=FeatureSpace(dimension=config.featureDimension, interactions=config.interactions),
+        space=config.feature_space(),
         snapshot=policy.snapshot(unpack(row.statistics)),
     )
 

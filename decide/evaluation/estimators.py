@@ -14,8 +14,9 @@ Every estimate is a ratio of block sums, V = Σⱼ Tⱼ / Σⱼ Dⱼ:
 * DR:    Tⱼ = DM's Tⱼ + Σ wᵢ (rᵢ − q̂(xᵢ, aᵢ)), Dⱼ = nⱼ
 
 with wᵢ = π(aᵢ|xᵢ) / μ(aᵢ|xᵢ), π the target and μ the logging policy. The reward
-model q̂ is the ridge regression the linear policies learn, fitted per fold of
-blocks and cross-fitted: block j is scored by a model that never saw it. Since
+model q̂ is the ridge regression the linear policies learn (``RidgeRewardModel``),
+fitted per fold of blocks and cross-fitted: block j is scored by a model that
+never saw it. Since
 q̂ is linear in its features, DM's and DR's block sums need only each block's
 target-weighted feature sums, never the events themselves.
 
@@ -30,71 +31,14 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from scipy.special import stdtrit
 
-from decide.policies import Arrays, Batch, LinearPolicy
-
-MEMORY_FLOATS = 2**24
-"""Bootstrap refits are solved in slices of at most this many matrix entries (128 MiB)."""
-
-
-@dataclass(frozen=True, eq=False)
-class RewardModel:
-    """Ridge regression of reward on the chosen action's features, one statistics row per block.
-
-    ``policy`` supplies the statistics and the ridge, so the model is exactly
-    what a linear policy would learn from these events.
-    """
-
-    policy: LinearPolicy
-    statistics: Arrays
-    folds: np.ndarray
-    _cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
-
-    def coefficients(self) -> np.ndarray:
-        """θ of each fold's model (folds × d), fitted once on every other fold's blocks."""
-        return self.bootstrap(0, 0)[1][0]
-
-    def bootstrap(self, replicates: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Block counts (replicates × blocks) and the fold coefficients refitted on each, computed once.
-
-        Zero replicates stands for the fit on the log itself (every block once).
-        """
-        key = (replicates, seed)
-        if key not in self._cache:
-            blocks = len(self.folds)
-            if replicates:
-                rng = np.random.default_rng(seed)
-                counts = rng.multinomial(blocks, np.full(blocks, 1.0 / blocks), size=replicates).astype(float)
-            else:
-                counts = np.ones((1, blocks))
-            self._cache[key] = (counts, self._solve(counts))
-        return self._cache[key]
-
-    def _solve(self, counts: np.ndarray) -> np.ndarray:
-        """Coefficients (replicates × folds × d) for each row of block ``counts``, in batched solves.
-
-        The statistics are the policy's own (Σ x xᵀ and Σ r x per block); θ is the
-        ridge solution (λI + Σ x xᵀ)⁻¹ Σ r x that ``LinearPolicy.snapshot`` serves,
-        solved for many replicates and folds at once because a bootstrap needs hundreds.
-        """
-        d = self.policy.dimension
-        blocks = len(self.folds)
-        folds = int(self.folds.max()) + 1
-        grams = self.statistics["xx"].reshape(blocks, d * d)
-        step = max(1, MEMORY_FLOATS // (folds * d * d))
-        thetas = []
-        for start in range(0, len(counts), step):
-            rows = counts[start : start + step]
-            outside = np.stack([np.where(self.folds == fold, 0.0, rows) for fold in range(folds)], axis=1)
-            xx = (outside @ grams).reshape(len(rows), folds, d, d)
-            xr = outside @ self.statistics["xr"]
-            thetas.append(np.linalg.solve(self.policy.ridge * np.eye(d) + xx, xr[..., None])[..., 0])
-        return np.concatenate(thetas)
+from decide.evaluation.reward_model import CrossFittedModel, RidgeRewardModel
+from decide.policies import Arrays, Batch
 
 
 @dataclass(frozen=True)
@@ -111,7 +55,7 @@ class Evidence:
     """(blocks, d): Σᵢ wᵢ xᵢ,ₐᵢ, the logged features reweighted to the target."""
     propensity_range: tuple[float, float]
     weight_range: tuple[float, float]
-    model: RewardModel
+    model: CrossFittedModel
 
     @property
     def blocks(self) -> int:
@@ -125,9 +69,7 @@ class EvidenceBuilder:
     and blocks are dealt round-robin into ``folds`` for cross-fitting.
     """
 
-    def __init__(self, model: LinearPolicy, targets: int, folds: int = 3) -> None:
-        if model.per_action:
-            raise ValueError("the reward model must be a shared-mode linear policy")
+    def __init__(self, model: RidgeRewardModel, targets: int, folds: int = 3) -> None:
         if folds < 2:
             raise ValueError(f"cross-fitting needs at least 2 folds, got {folds}")
         self.model = model
@@ -161,7 +103,7 @@ class EvidenceBuilder:
             raise ValueError("no logged events to evaluate")
         blocks = len(self.statistics)
         keys = self.statistics[0].keys()
-        model = RewardModel(
+        model = CrossFittedModel(
             self.model,
             {key: np.stack([statistics[key] for statistics in self.statistics]) for key in keys},
             np.arange(blocks) % min(self.folds, blocks),

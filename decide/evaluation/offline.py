@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
@@ -26,6 +26,7 @@ from decide.evaluation.estimators import (
     estimators,
 )
 from decide.evaluation.logs import LoggedExample
+from decide.evaluation.reward_model import RidgeRewardModel
 from decide.evaluation.targets import (
     Candidate,
     FirstAction,
@@ -34,9 +35,10 @@ from decide.evaluation.targets import (
     Uniform,
     parse_candidates,
 )
+from decide.events.schemas import Decision
 from decide.features import FeatureSpace
-from decide.pipeline.learner import batch_of
-from decide.policies import EpsilonGreedy, LinearPolicy
+from decide.learning import batch_of
+from decide.policies import ActionSet
 
 LINEAR = ("linucb", "linear_thompson", "epsilon_greedy")
 
@@ -131,14 +133,6 @@ class Evaluation:
                 ])
 
 
-def reward_model(config: LoopConfig) -> LinearPolicy:
-    """The ridge regression DM and DR use: shared mode over the loop's features, the loop's ridge if it has one.
-
-    It weighs every logged event equally (the loop's forgetting is for serving, not for estimating).
-    """
-    return EpsilonGreedy(dimension=config.featureDimension, ridge=config.policyParams.get("ridge", 1.0))
-
-
 def evaluate(
     examples: Iterable[LoggedExample],
     config: LoopConfig,
@@ -146,48 +140,90 @@ def evaluate(
     options: Options = Options(),
     progress: bool = False,
 ) -> Evaluation:
-    """Estimate every target's value on the learnable ``examples`` logged by a loop configured as ``config``."""
-    log = sorted((e for e in examples if e.learnable), key=lambda e: e.decision.timestamp)
-    if not log:
-        raise ValueError("there are no logged decisions with joined rewards to evaluate in this range")
-    space = FeatureSpace(dimension=config.featureDimension, interactions=config.interactions)
-    spaces = {target.space for target in targets if target.space is not None and target.space != space}
-    builder = EvidenceBuilder(reward_model(config), len(targets), options.folds)
+    """Estimate every target's value on the learnable ``examples`` logged by a loop configured as ``config``.
+
+    Block by block, in time order: featurize the block's decisions, let every target
+    score them, add the block to the evidence, and only then let the targets learn it.
+    """
+    log = _learnable_in_time_order(examples)
+    featurizer = _Featurizer(config, targets)
+    builder = EvidenceBuilder(RidgeRewardModel.for_loop(config), len(targets), options.folds)
     with tqdm(total=len(log), unit="event", desc="evaluating", disable=not progress, leave=False) as bar:
-        for rows in np.array_split(np.arange(len(log)), min(len(log), options.blocks)):
-            block = [log[i] for i in rows]
+        for block in _blocks(log, options.blocks):
             decisions = [e.decision for e in block]
-            featurized = {s: [s.action_set(d.context, d.actions, d.excluded) for d in decisions] for s in (space, *spaces)}
-            logged = featurized[space]
-            width = max(len(actions.ids) for actions in logged)
-            features = np.zeros((len(block), width, config.featureDimension))
-            for i, actions in enumerate(logged):
-                features[i, : len(actions.ids)] = actions.features
-            chosen = np.array([actions.ids.index(d.chosen) for actions, d in zip(logged, decisions)])
-            probabilities = []
-            for target in targets:
-                sets = featurized[target.space if target.space in featurized else space]
-                table = np.zeros((len(block), width))
-                for i, (decision, actions) in enumerate(zip(decisions, sets)):
-                    table[i, : len(actions.ids)] = target.probabilities(decision, actions)
-                probabilities.append(table)
+            featurized = featurizer.featurize(decisions)
+            features, chosen = featurizer.logged_features(featurized, decisions)
+            probabilities = [_probabilities(target, decisions, featurizer.sets_for(target, featurized), features.shape[1]) for target in targets]
             batch = replace(batch_of(config, decisions, [e.reward for e in block]), weights=None)
             builder.add(batch, features, chosen, probabilities)
             for target in targets:
                 target.learn(block)
             bar.update(len(block))
+    results = _results(targets, builder.build(), options)
+    return Evaluation(len(log), log[0].decision.timestamp, log[-1].decision.timestamp, options, results)
+
+
+def _learnable_in_time_order(examples: Iterable[LoggedExample]) -> list[LoggedExample]:
+    log = sorted((e for e in examples if e.learnable), key=lambda e: e.decision.timestamp)
+    if not log:
+        raise ValueError("there are no logged decisions with joined rewards to evaluate in this range")
+    return log
+
+
+def _blocks(log: list[LoggedExample], count: int) -> Iterator[list[LoggedExample]]:
+    """``log`` in ``count`` consecutive blocks of nearly equal size (one event each when it is shorter)."""
+    for rows in np.array_split(np.arange(len(log)), min(len(log), count)):
+        yield [log[i] for i in rows]
+
+
+class _Featurizer:
+    """Featurizes a block's decisions in the loop's feature space and in every other space a target needs."""
+
+    def __init__(self, config: LoopConfig, targets: Sequence[Target]) -> None:
+        self.space = config.feature_space()
+        self.spaces = (self.space, *{target.space for target in targets if target.space is not None and target.space != self.space})
+
+    def featurize(self, decisions: Sequence[Decision]) -> dict[FeatureSpace, list[ActionSet]]:
+        return {s: [s.action_set(d.context, d.actions, d.excluded) for d in decisions] for s in self.spaces}
+
+    def logged_features(
+        self, featurized: dict[FeatureSpace, list[ActionSet]], decisions: Sequence[Decision]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every action's vector in the loop's space (events × widest action set × d, zero-padded), and the chosen index."""
+        logged = featurized[self.space]
+        width = max(len(actions.ids) for actions in logged)
+        features = np.zeros((len(decisions), width, self.space.dimension))
+        for i, actions in enumerate(logged):
+            features[i, : len(actions.ids)] = actions.features
+        chosen = np.array([actions.ids.index(d.chosen) for actions, d in zip(logged, decisions)])
+        return features, chosen
+
+    def sets_for(self, target: Target, featurized: dict[FeatureSpace, list[ActionSet]]) -> list[ActionSet]:
+        """The action sets in ``target``'s space, or in the loop's where any space does."""
+        return featurized[target.space if target.space in featurized else self.space]
+
+
+def _probabilities(target: Target, decisions: Sequence[Decision], sets: Sequence[ActionSet], width: int) -> np.ndarray:
+    """``target``'s probability of each action of each decision (events × ``width``, zero-padded)."""
+    table = np.zeros((len(decisions), width))
+    for i, (decision, actions) in enumerate(zip(decisions, sets)):
+        table[i, : len(actions.ids)] = target.probabilities(decision, actions)
+    return table
+
+
+def _results(targets: Sequence[Target], evidence: Sequence[Evidence], options: Options) -> list[PolicyResult]:
+    """Every estimator's estimate, and the diagnostics, of each target."""
     methods = estimators(options.replicates, options.seed)
-    results = [
+    return [
         PolicyResult(
             target.label,
             target.description,
-            {method.name: method.estimate(evidence, options.confidence) for method in methods},
-            Diagnostics.of(evidence),
-            evidence,
+            {method.name: method.estimate(of_target, options.confidence) for method in methods},
+            Diagnostics.of(of_target),
+            of_target,
         )
-        for target, evidence in zip(targets, builder.build(), strict=True)
+        for target, of_target in zip(targets, evidence, strict=True)
     ]
-    return Evaluation(len(log), log[0].decision.timestamp, log[-1].decision.timestamp, options, results)
 
 
 def standard_targets() -> list[Target]:

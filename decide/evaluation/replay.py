@@ -21,7 +21,6 @@ from decide.config import LoopConfig
 from decide.evaluation.estimators import Estimate, ratio_estimate
 from decide.evaluation.logs import LoggedExample
 from decide.evaluation.targets import Candidate
-from decide.features import FeatureSpace
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ def replay(
     delay = config.rewardWaitTime * rate
     learn_every = max(1, round(config.updateInterval * rate)) if np.isfinite(rate) else 1
     candidate = Candidate(config.policy, config, seed)
-    space = FeatureSpace(dimension=config.featureDimension, interactions=config.interactions)
+    space = config.feature_space()
     rng = np.random.default_rng(seed)
     rewards: list[float] = []
     waiting: deque[tuple[int, LoggedExample]] = deque()

@@ -21,10 +21,10 @@ from decide.config import LoopConfig
 from decide.evaluation.logs import LoggedExample
 from decide.events.schemas import Decision
 from decide.features import FeatureSpace
-from decide.pipeline.learner import batch_of
-from decide.policies import Arrays, make_policy, merge
+from decide.learning import statistics_after
+from decide.policies import Arrays
 from decide.policies.base import ActionSet
-from decide.policies.state import eligible_indices, uniform_distribution
+from decide.policies.distributions import eligible_indices, uniform_distribution
 
 LOOP_SETTINGS = {f.name for f in fields(LoopConfig)} - {"policy", "policyParams"}
 
@@ -77,8 +77,8 @@ class Candidate(Target):
         self.label = label
         self.config = config
         self.description = f"{config.policy} {json.dumps(config.policy_params(), sort_keys=True)}"
-        self.space = FeatureSpace(dimension=config.featureDimension, interactions=config.interactions)
-        self.policy = make_policy(config.policy, config.featureDimension, config.policy_params())
+        self.space = config.feature_space()
+        self.policy = config.build_policy()
         self.statistics: Arrays = dict(statistics or {})
         self.snapshot = self.policy.snapshot(self.statistics)
         self.rng = np.random.default_rng(seed)
@@ -89,9 +89,8 @@ class Candidate(Target):
     def learn(self, examples: Sequence[LoggedExample]) -> None:
         if not examples:
             return
-        batch = batch_of(self.config, [e.decision for e in examples], [e.reward for e in examples])
-        delta = self.policy.statistics(batch)
-        self.statistics = merge(self.statistics, delta, discount=self.config.discount ** len(examples))
+        decisions, rewards = [e.decision for e in examples], [e.reward for e in examples]
+        self.statistics = statistics_after(self.config, self.policy, self.statistics, decisions, rewards)
         self.snapshot = self.policy.snapshot(self.statistics)
 
 

@@ -48,8 +48,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from decide.config import LoopConfig, Settings
 from decide.events.log import EventLog, Position, Record
 from decide.events.schemas import STREAMS, JoinedEvent
-from decide.pipeline.joiner import Found, JoinCounts, Joiner, decoded
-from decide.pipeline.learner import Learner, LearnedVersion
+from decide.pipeline.joiner import Joiner
+from decide.pipeline.joins import Found, JoinCounts, decoded
+from decide.pipeline.learner import LearnedVersion, learn
 from decide.pipeline.metrics import PipelineMetrics
 from decide.store import queries
 from decide.store.db import readers_outside_lock
@@ -86,7 +87,6 @@ class Worker:
         self.subscription = event_log.subscribe(GROUP, STREAMS)
         self.settings = settings
         self.clock = clock
-        self.learner = Learner()
         self.metrics = metrics or PipelineMetrics(CollectorRegistry())
         self.joiner = Joiner(settings.join_spill_after)
         self._owned: set[Position] = set()
@@ -141,7 +141,7 @@ class Worker:
                 watermarks = self._watermarks(owned, caught_up, checked_at)
                 now = self.clock()
                 closed = self.joiner.close_due(session, watermarks, now, configs.get)
-                versions = self.learner.learn(session, closed, now)
+                versions = learn(session, closed, now)
                 stored = _store_offsets(session, self._stored, self.joiner.replay_from(read), read)
         except IntegrityError as error:
             log.warning("another member stored the same rows first, reading again: %s", error.orig)

@@ -1,7 +1,8 @@
 """Bandit policies: pure math over numpy/scipy, deterministic given a random generator.
 
-``make_policy`` builds one from a loop's configuration and is the place where
-configuration errors become messages for API users.
+``make_policy`` builds one by name and parameters (a loop's settings reach it
+through ``LoopConfig.build_policy``) and is the place where configuration errors
+become messages for API users.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from collections.abc import Mapping
 
 from decide.policies.base import ActionSet, Arrays, Batch, Policy
 from decide.policies.context_free import BetaThompson, UniformRandom
+from decide.policies.distributions import argmax_distribution, floor_mix
 from decide.policies.linear import EpsilonGreedy, LinearPolicy, LinearThompson, LinUCB
-from decide.policies.state import argmax_distribution, floor_mix, merge
+from decide.policies.statistics import merge
 
 POLICIES: dict[str, type[Policy]] = {
     cls.name: cls for cls in (LinUCB, LinearThompson, BetaThompson, EpsilonGreedy, UniformRandom)

@@ -1,7 +1,7 @@
 /* Thompson sampling's per-decision arithmetic, compiled.
  *
  * The Python and numpy code defines it. win_counts is the Monte Carlo tail
- * (antithetic_win_frequencies in decide/policies/state.py): noise = normals @
+ * (antithetic_win_frequencies in decide/policies/distributions.py): noise = normals @
  * factor.T, draws = [means + noise; means - noise][:samples], then each draw's
  * first best eligible action. shared_probabilities is the whole of
  * LinearThompson.probabilities in shared mode after the normals are drawn

@@ -7,9 +7,14 @@ from typing import ClassVar
 
 import numpy as np
 
+from decide.limits import MAX_SAMPLES
 from decide.policies.base import ActionSet, Arrays, Batch, Policy
-from decide.policies.params import MAX_SAMPLES, check_int, check_real, checked_array
-from decide.policies.state import floor_mix, uniform_distribution, win_frequencies
+from decide.policies.distributions import (
+    floor_mix,
+    uniform_distribution,
+    win_frequencies,
+)
+from decide.policies.params import check_int, check_real, checked_array
 
 
 @dataclass(frozen=True)

@@ -20,22 +20,21 @@ import numpy as np
 from scipy.linalg import cho_solve, cholesky
 from scipy.linalg.lapack import dpotrf, dtrtri
 
+from decide.limits import MAX_FEATURE_DIMENSION, MAX_SAMPLES
 from decide.policies.base import ActionSet, Arrays, Batch, Policy
+from decide.policies.distributions import (
+    antithetic_win_frequencies,
+    argmax_distribution,
+    compiled_shared_thompson,
+    floor_mix,
+)
 from decide.policies.params import (
-    MAX_DIMENSION,
-    MAX_SAMPLES,
     NonFiniteInput,
     check_bool,
     check_int,
     check_real,
     checked_array,
     shaped_array,
-)
-from decide.policies.state import (
-    antithetic_win_frequencies,
-    argmax_distribution,
-    compiled_shared_thompson,
-    floor_mix,
 )
 
 
@@ -52,6 +51,11 @@ def ridge_posterior(xx: np.ndarray, xr: np.ndarray, ridge: float) -> tuple[np.nd
     if info != 0:
         raise np.linalg.LinAlgError(f"triangular inverse failed (LAPACK info {info})")
     return np.ascontiguousarray(theta), np.ascontiguousarray(inverse.T[::-1, ::-1])
+
+
+def ridge_statistics(x: np.ndarray, rewards: np.ndarray, weights: np.ndarray) -> Arrays:
+    """Weighted Σ w x xᵀ (``xx``), Σ w r x (``xr``) and Σ w (``n``) of rows ``x``: what ridge regression learns from."""
+    return {"xx": (x * weights[:, None]).T @ x, "xr": x.T @ (weights * rewards), "n": np.array([weights.sum()])}
 
 
 def _key(name: str, action_id: str | None) -> str:
@@ -71,7 +75,7 @@ class LinearPolicy(Policy):
     per_action: bool
 
     def __post_init__(self) -> None:
-        check_int("dimension", self.dimension, 1, MAX_DIMENSION)
+        check_int("dimension", self.dimension, 1, MAX_FEATURE_DIMENSION)
         check_real("ridge", self.ridge, 0.0, low_open=True)
         check_bool("per_action", self.per_action)
 
@@ -81,8 +85,7 @@ class LinearPolicy(Policy):
         rewards = checked_array(batch.rewards, (n,), "rewards")
         weights = checked_array(batch.weight_vector(), (n,), "weights")
         if not self.per_action:
-            x = checked_array(batch.features, (n, self.dimension), "features")
-            return {"xx": (x * weights[:, None]).T @ x, "xr": x.T @ (weights * rewards), "n": np.array([weights.sum()])}
+            return ridge_statistics(checked_array(batch.features, (n, self.dimension), "features"), rewards, weights)
         x = checked_array(batch.contexts, (n, self.dimension), "contexts")
         ids, inverse, counts = np.unique(
             np.asarray(batch.action_ids, dtype=str), return_inverse=True, return_counts=True
@@ -90,10 +93,8 @@ class LinearPolicy(Policy):
         groups = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
         statistics: Arrays = {}
         for action_id, rows in zip(ids, groups, strict=True):
-            xa, wa = x[rows], weights[rows]
-            statistics[_key("xx", action_id)] = (xa * wa[:, None]).T @ xa
-            statistics[_key("xr", action_id)] = xa.T @ (wa * rewards[rows])
-            statistics[_key("n", action_id)] = np.array([wa.sum()])
+            for name, value in ridge_statistics(x[rows], rewards[rows], weights[rows]).items():
+                statistics[_key(name, action_id)] = value
         return statistics
 
     def snapshot(self, statistics: Arrays) -> Arrays:

@@ -13,12 +13,6 @@ import numpy as np
 
 from decide.errors import Invalid
 
-MAX_SAMPLES = 65_536
-"""Upper bound on Monte Carlo samples: keeps a decision's memory and latency bounded."""
-
-MAX_DIMENSION = 4_096
-"""Upper bound on linear dimensions: state holds d-by-d matrices (128 MiB each at this size)."""
-
 
 def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
     left = "(" if low_open else "["

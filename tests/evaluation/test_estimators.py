@@ -15,6 +15,7 @@ from decide.evaluation.estimators import (
     EvidenceBuilder,
     estimators,
 )
+from decide.evaluation.reward_model import RidgeRewardModel
 from decide.policies import Batch, EpsilonGreedy
 
 ACTIONS, DIMENSION = 3, 6
@@ -45,7 +46,7 @@ def true_value() -> float:
 def evidence(
     features: np.ndarray, chosen: np.ndarray, propensities: np.ndarray, rewards: np.ndarray, target: np.ndarray, folds: int = 3
 ) -> Evidence:
-    builder = EvidenceBuilder(EpsilonGreedy(dimension=features.shape[2]), targets=1, folds=folds)
+    builder = EvidenceBuilder(RidgeRewardModel(dimension=features.shape[2]), targets=1, folds=folds)
     for rows in np.array_split(np.arange(len(chosen)), min(len(chosen), 200)):
         batch = Batch(
             tuple(map(str, chosen[rows])), np.zeros((len(rows), features.shape[2])), features[rows, chosen[rows]],
@@ -136,7 +137,7 @@ def test_the_reward_model_is_the_ridge_solution_the_linear_policy_serves():
     thetas = model.coefficients()
     for fold in range(3):
         training = {key: value[model.folds != fold].sum(0) for key, value in model.statistics.items()}
-        assert thetas[fold] == pytest.approx(model.policy.snapshot(training)["theta"])
+        assert thetas[fold] == pytest.approx(EpsilonGreedy(DIMENSION, ridge=model.model.ridge).snapshot(training)["theta"])
 
 
 def test_a_paired_difference_of_a_policy_with_itself_is_exactly_zero():
@@ -148,7 +149,7 @@ def test_a_paired_difference_of_a_policy_with_itself_is_exactly_zero():
 
 
 def test_propensities_outside_the_unit_interval_are_refused():
-    builder = EvidenceBuilder(EpsilonGreedy(dimension=2), targets=1)
+    builder = EvidenceBuilder(RidgeRewardModel(dimension=2), targets=1)
     batch = Batch(("a",), np.zeros((1, 2)), np.ones((1, 2)), np.ones(1), np.zeros(1))
     with pytest.raises(ValueError, match="propensities"):
         builder.add(batch, np.ones((1, 1, 2)), np.zeros(1, dtype=int), [np.ones((1, 1))])

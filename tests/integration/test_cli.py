@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from decide import features
 from decide.cli import main, missing_kernels_note
-from decide.policies import state
+from decide.policies import distributions
 
 
 def run(*arguments: str) -> str:
@@ -64,9 +64,9 @@ def test_bad_environment_settings_are_reported_plainly(database_url, monkeypatch
 
 def test_serve_says_when_the_compiled_kernels_are_missing(monkeypatch):
     monkeypatch.setattr(features, "COMPILED", True)
-    monkeypatch.setattr(state, "COMPILED", True)
+    monkeypatch.setattr(distributions, "COMPILED", True)
     assert missing_kernels_note() is None
     monkeypatch.setattr(features, "COMPILED", False)
     assert "featurization kernel is not built" in missing_kernels_note()
-    monkeypatch.setattr(state, "COMPILED", False)
+    monkeypatch.setattr(distributions, "COMPILED", False)
     assert "featurization and Thompson sampling kernels are not built" in missing_kernels_note()

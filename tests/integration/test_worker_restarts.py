@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from decide.events.schemas import Activation, Decision, Event, Reward, encode, stream_of
-from decide.pipeline.learner import Learner
+from decide.pipeline import worker as worker_module
 from decide.pipeline.worker import Worker
 from decide.store import queries
 from decide.store.arrays import unpack
@@ -99,16 +99,16 @@ def test_restarts_and_failed_cycles_leave_the_state_of_an_uninterrupted_run(tmp_
 
     interrupted = service_with(f"sqlite:///{tmp_path / 'interrupted.db'}", events)
     chaos = random.Random(seed + 100)
-    learn = Learner.learn
+    learn = worker_module.learn
 
-    def failing_sometimes(self, *args, **kwargs):
+    def failing_sometimes(*args, **kwargs):
         if chaos.random() < 0.1:
             raise RuntimeError("injected failure before the commit")
-        return learn(self, *args, **kwargs)
+        return learn(*args, **kwargs)
 
-    monkeypatch.setattr(Learner, "learn", failing_sometimes)
+    monkeypatch.setattr(worker_module, "learn", failing_sometimes)
     restarts = drain(interrupted, chaos)
-    monkeypatch.setattr(Learner, "learn", learn)
+    monkeypatch.setattr(worker_module, "learn", learn)
     assert restarts >= 5
 
     for service in (reference, interrupted):

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, func, select
 from decide.config import LoopConfig, Settings
 from decide.events.kafka import KafkaLog
 from decide.events.schemas import STREAMS, Decision, Event, Reward, encode, stream_of
-from decide.pipeline.learner import batch_of
+from decide.learning import batch_of
 from decide.policies import make_policy
 from decide.store import queries
 from decide.store.arrays import unpack

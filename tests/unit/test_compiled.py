@@ -16,13 +16,16 @@ import pytest
 
 from decide import features
 from decide.features import FeatureError, FeatureSpace
-from decide.policies import state
+from decide.policies import distributions
 from decide.policies.base import ActionSet
+from decide.policies.distributions import (
+    antithetic_win_frequencies,
+    compiled_shared_thompson,
+)
 from decide.policies.linear import SINGULAR_PIVOT, LinearThompson, covariance_factor
 from decide.policies.params import NonFiniteInput
-from decide.policies.state import antithetic_win_frequencies, compiled_shared_thompson
 
-if features._featurize is None or state._thompson is None:
+if features._featurize is None or distributions._thompson is None:
     if os.environ.get("DECIDE_REQUIRE_COMPILED"):
         pytest.fail("the C extensions were not built; CI installs with a C compiler and must test them", pytrace=False)
     pytest.skip("the C extensions are not built (no C compiler at install)", allow_module_level=True)
@@ -194,7 +197,7 @@ def thompson_case(rng: np.random.Generator, dimension: int, actions: int) -> tup
 
 def numpy_probabilities(policy: LinearThompson, snapshot: dict, actions: ActionSet, seed: int, monkeypatch) -> np.ndarray:
     with monkeypatch.context() as patch:
-        patch.setattr(state, "_thompson", None)
+        patch.setattr(distributions, "_thompson", None)
         return policy.probabilities(snapshot, actions, np.random.default_rng(seed))
 
 

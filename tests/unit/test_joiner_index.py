@@ -11,8 +11,18 @@ from sqlalchemy import select, text
 
 from decide.config import LoopConfig
 from decide.events.log import Position, Record
-from decide.events.schemas import DECISIONS, REWARDS, Activation, Decision, Event, Reward, encode
-from decide.pipeline.joiner import PENDING, Joiner, _YoungIndex, archive, decoded
+from decide.events.schemas import (
+    DECISIONS,
+    REWARDS,
+    Activation,
+    Decision,
+    Event,
+    Reward,
+    encode,
+)
+from decide.pipeline.joiner import PENDING, Joiner
+from decide.pipeline.joins import _YoungIndex, decoded
+from decide.pipeline.learner import archive
 from decide.store.db import make_engine, writer_sessions
 from decide.store.models import Base
 

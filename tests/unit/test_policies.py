@@ -10,7 +10,7 @@ from scipy.stats import norm
 
 from decide.config import LoopConfig
 from decide.events.schemas import Decision
-from decide.pipeline.learner import batch_of
+from decide.learning import statistics_after
 from decide.policies import (
     POLICIES,
     ActionSet,
@@ -454,12 +454,11 @@ def test_forgetting_gives_the_same_state_however_the_examples_are_batched():
     rewards = list(rng.random(30))
     for policy_name in ("linucb", "beta_thompson"):
         config = LoopConfig(policy=policy_name, discount=0.9, featureDimension=16)
-        policy = make_policy(config.policy, config.featureDimension, config.policy_params())
-        whole = merge({}, policy.statistics(batch_of(config, decisions, rewards)))
+        policy = config.build_policy()
+        whole = statistics_after(config, policy, {}, decisions, rewards)
         state: dict = {}
         for start, stop in ((0, 7), (7, 8), (8, 30)):
-            part = policy.statistics(batch_of(config, decisions[start:stop], rewards[start:stop]))
-            state = merge(state, part, discount=config.discount ** (stop - start))
+            state = statistics_after(config, policy, state, decisions[start:stop], rewards[start:stop])
         assert whole.keys() == state.keys()
         for key in whole:
             np.testing.assert_allclose(state[key], whole[key], rtol=1e-12)

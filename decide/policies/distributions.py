@@ -1,16 +1,14 @@
-"""Arithmetic on statistics and on probability vectors, shared by every policy.
+"""Probability vectors, shared by every policy: scores become the logged distribution.
 
-``merge`` is the only way state changes: statistics are sums, so deltas from any
-number of learners combine in any order. The distribution helpers turn scores
-into the logged probability vector and enforce the exploration floor that keeps
-propensities usable for off-policy evaluation.
+The helpers turn scores or Monte Carlo draws into the probability vector every
+decision logs, and enforce the exploration floor that keeps propensities usable
+for off-policy evaluation. Thompson sampling's compiled kernels
+(``decide/policies/_thompson.c``) are reached from here.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-from decide.policies.base import Arrays
 
 try:
     from decide.policies import _thompson
@@ -18,29 +16,6 @@ except ImportError:  # installed without a C compiler: numpy does it all
     _thompson = None
 COMPILED = _thompson is not None
 """Whether Thompson sampling's compiled kernels were built (``decide serve`` says so when they were not)."""
-
-
-def merge(state: Arrays, delta: Arrays, discount: float = 1.0) -> Arrays:
-    """Return ``discount * state + delta`` key-wise over the union of keys.
-
-    A discount below one forgets old evidence geometrically (non-stationary
-    loops); the inputs are never mutated.
-    """
-    if not 0.0 < discount <= 1.0:
-        raise ValueError(f"discount must be in (0, 1], got {discount}")
-    merged: Arrays = {}
-    for key in state.keys() | delta.keys():
-        if key not in delta:
-            merged[key] = discount * state[key]
-        elif key not in state:
-            merged[key] = np.array(delta[key], dtype=np.float64)
-        elif state[key].shape != delta[key].shape:
-            raise ValueError(
-                f"cannot merge {key!r}: shape {state[key].shape} vs {delta[key].shape}"
-            )
-        else:
-            merged[key] = discount * state[key] + delta[key]
-    return merged
 
 
 def eligible_indices(eligible: np.ndarray) -> np.ndarray:

@@ -1,0 +1,86 @@
+"""The join rules on their own, without a database: windows, aggregation, deferred activation, unmatched rewards."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from decide.config import LoopConfig
+from decide.events.log import Record
+from decide.events.schemas import (
+    DECISIONS,
+    REWARDS,
+    Activation,
+    Decision,
+    Event,
+    Reward,
+    encode,
+)
+from decide.pipeline.joins import Found, Joins, close, decoded
+
+CONFIG = LoopConfig(rewardWaitTime=10.0, activationTimeout=20.0, defaultReward=-1.0, rewardAggregation="sum")
+NOTHING_STORED = Found({}, set())
+
+
+def config_of(loop: str | None) -> LoopConfig:
+    return CONFIG
+
+
+def decision(event_id: str, timestamp: float, deferred: bool = False) -> Decision:
+    return Decision(
+        event_id=event_id, loop="l", timestamp=timestamp, policy_version=1, context=[{"x": 1}],
+        actions=[{"id": "a"}, {"id": "b"}], excluded=[], chosen="a", probabilities=[0.5, 0.5], deferred=deferred,
+    )
+
+
+def logged(events: list[Event]) -> list[tuple[Record, Event]]:
+    """Each event as a record of partition 0, decisions and rewards on their own streams."""
+    offsets = {DECISIONS: 0, REWARDS: 0}
+    records = []
+    for event in events:
+        stream = DECISIONS if isinstance(event, Decision) else REWARDS
+        records.append(Record(stream, 0, offsets[stream], event.event_id, encode(event)))
+        offsets[stream] += 1
+    return decoded(records)
+
+
+def test_the_pure_join_rules_close_each_kind_of_join():
+    joins = Joins()
+    events: list[Event] = [
+        Reward("early", 2.0, 0.5, "l"),  # before its decision, inside the window: counted
+        decision("early", 1.0),
+        Reward("early", 3.0, 5.0, "l"),
+        Reward("early", 7.0, 11.5, "l"),  # after the window: not counted
+        decision("quiet", 1.0),
+        decision("deferred", 1.0, deferred=True),
+        decision("shown", 1.0, deferred=True),
+        Activation("shown", 4.0, "l"),
+        Reward("shown", 1.5, 13.0, "l"),
+        Reward("orphan", 1.0, 2.0, "l"),
+    ]
+    counts = joins.fold(logged(events), NOTHING_STORED, config_of)
+    assert (counts.duplicates, counts.late_rewards) == (0, 0)
+    assert joins.take_due({0: 10.9}) == []
+    closed = {join.event_id: close(join, 99.0, config_of) for join in joins.take_due({0: 100.0})}
+    assert {event_id: (example.reason, example.reward) for event_id, example in closed.items()} == {
+        "early": ("observed", 5.0),
+        "quiet": ("default", -1.0),
+        "deferred": ("deactivated", None),
+        "shown": ("observed", 1.5),
+        "orphan": ("unmatched", None),
+    }
+    assert joins.young == {}
+
+
+def test_a_redelivered_record_counts_once_and_a_closed_event_is_a_late_duplicate():
+    joins = Joins()
+    reward = Reward("e", 1.0, 2.0, "l")
+    counts = joins.fold(logged([decision("e", 1.0), reward, reward]), NOTHING_STORED, config_of)
+    assert counts.duplicates == 1
+    counts = joins.fold(logged([Reward("done", 1.0, 2.0, "l")]), Found({}, {"done"}), config_of)
+    assert counts.late_rewards == 1 and "done" not in joins.young
+
+
+def test_the_join_rules_need_no_database():
+    code = "import sys, decide.pipeline.joins; assert 'sqlalchemy' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
