@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, Executable, bindparam, select
 
-from decide.api.metrics import Metrics
+from decide.api.metrics import UNNAMED_LOOP, Metrics
 from decide.api.policy_cache import PolicyCache, ServedPolicy
-from decide.api.problems import Problem, invalid, not_found
+from decide.api.problems import Problem, invalid
 from decide.api.schemas import RankRequest
 from decide.config import Settings
+from decide.errors import NotFound
 from decide.events.embedded import sqlite_file
 from decide.events.log import EventLog, LogUnavailable
 from decide.events.schemas import Activation, Decision, Event, Reward, encode, new_id, stream_of
@@ -154,7 +155,7 @@ class Decider:
             self.metrics.late_rewards.inc()
             return False
         self._append(Reward(event_id=event_id, value=value, timestamp=time.time(), loop=loop))
-        self.metrics.child(self.metrics.rewards, loop or "").inc()
+        self.metrics.child(self.metrics.rewards, loop or UNNAMED_LOOP).inc()
         return True
 
     def activate(self, event_id: str, loop: str | None) -> bool:
@@ -184,8 +185,8 @@ class Decider:
     def _served(self, loop: str, field: str) -> ServedPolicy:
         try:
             return self.policies.get(loop)
-        except queries.LoopNotFound as error:
-            raise not_found(f"{error}; create it with POST /loops or `decide loops create {loop}`", field) from error
+        except queries.LoopNotFound as error:  # the request's field names it, and the answer says how to make it
+            raise NotFound(error.detail, field=field, fix=f"create it with POST /loops or `decide loops create {loop}`") from error
 
     def _closed(self, event_id: str) -> bool:
         """Whether the event's join has closed: a primary-key lookup in the archive of closed joins."""
