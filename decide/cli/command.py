@@ -17,20 +17,20 @@ from decide.config import SettingsError
 from decide.errors import DecideError, Invalid
 
 
-def message(error: DecideError) -> click.ClickException:
+def message(error: DecideError, ctx: click.Context) -> click.ClickException:
     """What the command line says about ``error``: a bad parameter when a person's input is at fault, else the error."""
     if isinstance(error, Invalid) and error.field and not isinstance(error, SettingsError):
-        return click.BadParameter(str(error), param_hint=error.field)
+        return click.BadParameter(str(error), ctx=ctx, param_hint=error.field)
     return click.ClickException(str(error))
 
 
 @contextmanager
-def messages() -> Iterator[None]:
-    """Raise decide's errors, and pydantic's validation errors (model settings), as click's messages."""
+def messages(ctx: click.Context) -> Iterator[None]:
+    """Raise decide's errors, and pydantic's validation errors (model settings), as click's messages about ``ctx``'s command."""
     try:
         yield
     except DecideError as error:
-        raise message(error) from error
+        raise message(error, ctx) from error
     except Exception as error:
         from pydantic import ValidationError
 
@@ -38,7 +38,7 @@ def messages() -> Iterator[None]:
             raise
         first = error.errors(include_url=False)[0]
         raise click.BadParameter(
-            first["msg"].removeprefix("Value error, "), param_hint=".".join(map(str, first["loc"])) or "--set"
+            first["msg"].removeprefix("Value error, "), ctx=ctx, param_hint=".".join(map(str, first["loc"])) or "--set"
         ) from error
 
 
@@ -46,7 +46,7 @@ class Command(click.Command):
     """A command whose errors are messages, shown with its own usage."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        with messages():
+        with messages(ctx):
             return super().invoke(ctx)
 
 
@@ -57,5 +57,5 @@ class Group(click.Group):
     group_class = type
 
     def invoke(self, ctx: click.Context) -> Any:
-        with messages():
+        with messages(ctx):
             return super().invoke(ctx)

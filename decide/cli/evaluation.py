@@ -17,6 +17,8 @@ import click
 from decide.cli.command import Command
 from decide.cli.database import existing
 from decide.cli.options import database_option, from_settings
+from decide.config import LoopConfig
+from decide.errors import NotFound
 
 LogSource = Callable[..., Any]
 
@@ -53,8 +55,6 @@ def _progress(flag: bool | None) -> bool:
 def _load(loop: str | None, since: str | None, until: str | None, limit: int | None, database_url: str,
           dsjson_in: IO[str] | None, config_json: str | None) -> Any:
     """The log and its loop configuration; what is missing is an error that says so."""
-    from decide.config import LoopConfig
-    from decide.errors import NotFound
     from decide.evaluation.logs import LoopLog, loop_log, parse_time, read_dsjson
     from decide.store import queries
     from decide.store.db import sessions
@@ -66,9 +66,10 @@ def _load(loop: str | None, since: str | None, until: str | None, limit: int | N
             settings = json.loads(config_json) if config_json else {}
         except json.JSONDecodeError as error:
             raise click.BadParameter(f"not JSON ({error})", param_hint="--config") from error
+        config = LoopConfig.from_json(settings)
         examples = [e for e in read_dsjson(dsjson_in) if (start is None or e.decision.timestamp >= start)
                     and (end is None or e.decision.timestamp < end)]
-        return LoopLog(loop or Path(dsjson_in.name).stem, LoopConfig.from_json(settings), examples[-limit:] if limit else examples, [])
+        return LoopLog(loop or Path(dsjson_in.name).stem, config, examples[-limit:] if limit else examples, [])
     if not loop:
         raise click.UsageError("say which log to read: --loop NAME (from the database) or --dsjson FILE")
     engine = existing(database_url)
