@@ -303,7 +303,7 @@ def free_port() -> int:
 
 
 def gunicorn_options(workers: int, threads: int) -> list[str]:
-    """What ``decide serve`` passes to gunicorn (see decide/cli.py), minus app and bind."""
+    """What ``decide serve`` passes to gunicorn (see decide/cli/serve.py), minus app and bind."""
     return [
         "--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread", "--graceful-timeout", "10",
     ]

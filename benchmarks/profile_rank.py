@@ -93,7 +93,7 @@ def main() -> int:
     from decide.api.context import parse_body
     from decide.api.decider import decision_rng
     from decide.api.schemas import RankRequest
-    from decide.cli import _prepare
+    from decide.cli.database import prepare
     from decide.config import Settings
     from decide.events.schemas import Decision, encode
     from decide.store import queries
@@ -101,7 +101,7 @@ def main() -> int:
 
     directory = tempfile.mkdtemp(prefix="decide-profile-")
     settings = Settings.from_env(database_url=f"sqlite:///{directory}/profile.db")
-    _prepare(settings)
+    prepare(settings)
     engine = make_engine(settings.database_url)
     if args.loop_config:
         with writer_sessions(engine).begin() as session:

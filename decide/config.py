@@ -167,9 +167,17 @@ def _integer(config: LoopConfig, name: str, low: int, high: int) -> None:
         raise ConfigError(name, f"{name} must be a whole number from {low} to {high}; got {value!r}")
 
 
+class SettingsError(ConfigError):
+    """A deployment setting a person must fix; ``field`` names its ``DECIDE_*`` variable, not a request's field."""
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Deployment settings, read from ``DECIDE_*`` environment variables by default."""
+    """Deployment settings: every ``DECIDE_*`` variable is read here, and nowhere else.
+
+    ``DECIDE_<FIELD>`` sets a field; the ``decide`` command's options take their
+    defaults from these settings, and an option given on the command line wins.
+    """
 
     database_url: str = "sqlite:///decide.db"
     event_log: EventLogKind = "embedded"
@@ -191,8 +199,24 @@ class Settings:
     worker_interval: float = 0.25
     """Shortest time between a worker's cycles while it is caught up: fewer, larger transactions."""
     api_keys: tuple[str, ...] = ()
+    """Keys the API accepts; empty: it needs none."""
     spool_path: str = "decide-spool.db"
     """Where API processes keep events, durably, while Kafka is unreachable (shared by the processes of a host)."""
+    host: str = "127.0.0.1"
+    """Where ``decide serve`` listens."""
+    port: int = 8080
+    workers: int = 2
+    """gunicorn worker processes of ``decide serve``."""
+    threads: int = 4
+    """Threads per gunicorn worker process."""
+    access_log: bool = False
+    """Whether ``decide serve`` writes gunicorn's access log to standard output."""
+    worker_metrics_port: int = 0
+    """Where ``decide worker`` serves its Prometheus metrics on 127.0.0.1; 0: it serves none."""
+    url: str = "http://127.0.0.1:8080"
+    """The running service that client commands (``decide demo``) talk to."""
+    api_key: str = ""
+    """The key client commands (``decide simulate --url``) send; one of the service's ``api_keys``."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -208,6 +232,8 @@ class Settings:
             try:
                 if isinstance(default, tuple):
                     values[f.name] = tuple(key.strip() for key in raw.split(",") if key.strip())
+                elif isinstance(default, bool):
+                    values[f.name] = raw.strip().lower() not in FALSE_WORDS
                 elif isinstance(default, int):
                     values[f.name] = int(raw)
                 elif isinstance(default, float):
@@ -216,21 +242,28 @@ class Settings:
                     values[f.name] = raw
             except ValueError as error:
                 kind = "a whole number" if isinstance(default, int) else "a number"
-                raise ConfigError(variable, f"{variable} must be {kind}; got {raw!r}") from error
+                raise SettingsError(variable, f"{variable} must be {kind}; got {raw!r}") from error
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
 
     def __post_init__(self) -> None:
-        limits = {"partitions": 1, "max_actions": 1, "max_body_bytes": 1024, "worker_batch": 1}
+        limits = {"partitions": 1, "max_actions": 1, "max_body_bytes": 1024, "worker_batch": 1, "workers": 1, "threads": 1}
         for name, low in limits.items():
             if getattr(self, name) < low:
-                raise ConfigError(f"DECIDE_{name.upper()}", f"DECIDE_{name.upper()} must be at least {low}; got {getattr(self, name)}")
+                raise SettingsError(f"DECIDE_{name.upper()}", f"DECIDE_{name.upper()} must be at least {low}; got {getattr(self, name)}")
+        for name in ("port", "worker_metrics_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise SettingsError(f"DECIDE_{name.upper()}", f"DECIDE_{name.upper()} must be a port number from 0 to 65535")
         for name in ("poll_interval", "join_grace", "worker_interval"):
             if not 0 <= getattr(self, name) <= 60:
-                raise ConfigError(f"DECIDE_{name.upper()}", f"DECIDE_{name.upper()} must be from 0 to 60 seconds")
+                raise SettingsError(f"DECIDE_{name.upper()}", f"DECIDE_{name.upper()} must be from 0 to 60 seconds")
         if not 0 <= self.join_spill_after <= 3600:
-            raise ConfigError("DECIDE_JOIN_SPILL_AFTER", "DECIDE_JOIN_SPILL_AFTER must be from 0 to 3600 seconds")
+            raise SettingsError("DECIDE_JOIN_SPILL_AFTER", "DECIDE_JOIN_SPILL_AFTER must be from 0 to 3600 seconds")
         if self.log_retention != -1 and not 0 <= self.log_retention <= 3650 * 86400:
-            raise ConfigError("DECIDE_LOG_RETENTION", "DECIDE_LOG_RETENTION must be -1 (keep every record) or 0 to 315360000 seconds")
+            raise SettingsError("DECIDE_LOG_RETENTION", "DECIDE_LOG_RETENTION must be -1 (keep every record) or 0 to 315360000 seconds")
         if self.event_log not in get_args(EventLogKind):
-            raise ConfigError("DECIDE_EVENT_LOG", f"DECIDE_EVENT_LOG must be 'embedded' or 'kafka'; got {self.event_log!r}")
+            raise SettingsError("DECIDE_EVENT_LOG", f"DECIDE_EVENT_LOG must be 'embedded' or 'kafka'; got {self.event_log!r}")
+
+
+FALSE_WORDS = ("", "0", "false", "no", "off")
+"""Values of a yes-or-no ``DECIDE_*`` variable that mean no; any other value means yes."""

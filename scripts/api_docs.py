@@ -363,7 +363,8 @@ OPERATION_NOTES: dict[tuple[str, str], dict[str, Any]] = {
             "Under `decide serve` the metrics are summed over the API's worker processes and include "
             "its learner's; a separate `decide worker --metrics-port` serves its own. Needs no key. The API's: "
             "`decide_http_requests_total{endpoint,status}`, `decide_http_request_seconds{endpoint}` (histogram), "
-            "`decide_decisions_total{loop}`, `decide_rewards_total{loop}`, `decide_late_rewards_total`, "
+            "`decide_decisions_total{loop}`, `decide_rewards_total{loop}` (`loop=\"_unnamed\"` for a reward that names no loop; "
+            "see configuration.md), `decide_late_rewards_total`, "
             "`decide_event_log_failures_total`; and the learner's: `decide_pipeline_records_total`, "
             "`decide_pipeline_examples_total{reason}`, `decide_pipeline_versions_total{loop}`, "
             "`decide_pipeline_duplicates_total`, `decide_pipeline_late_rewards_total`, "
@@ -380,7 +381,7 @@ OPERATION_NOTES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 COMMON_ERRORS = [
-    ("404", "no such path (`Not Found`)"),
+    ("404", "no such path (`Not found`)"),
     ("405", "the path exists, but not with this method (`Method Not Allowed`)"),
     ("500", "an unexpected failure (`Internal error`); the details are in the service's log"),
 ]

@@ -15,6 +15,7 @@ from decide.api.metrics import Metrics
 from decide.api.models import blueprint as models_blueprint
 from decide.config import Settings
 from decide.events.log import EventLog
+from decide.loops import Loops
 from decide.store.db import make_engine, sessions, writer_sessions
 
 OPEN_ENDPOINTS = {"health.healthz", "health.readyz", "health.metrics", "openapi.openapi"}
@@ -28,6 +29,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, event_log: E
     readers = sessions(engine)
     event_log = event_log or open_log(settings, engine)
     metrics = Metrics(CollectorRegistry())
+    writers = writer_sessions(engine)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -36,10 +38,11 @@ def create_app(settings: Settings, *, engine: Engine | None = None, event_log: E
         settings=settings,
         engine=engine,
         sessions=readers,
-        writer_sessions=writer_sessions(engine),
+        writer_sessions=writers,
         event_log=event_log,
         metrics=metrics,
         decider=Decider(engine, event_log, settings, metrics),
+        loops=Loops(writers),
     )
     problems.register(app)
     app.register_blueprint(models_blueprint)

@@ -15,6 +15,7 @@ from decide.api.decider import Decider
 from decide.api.metrics import Metrics
 from decide.config import Settings
 from decide.events.log import EventLog
+from decide.loops import Loops
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -28,6 +29,7 @@ class Services:
     event_log: EventLog
     metrics: Metrics
     decider: Decider
+    loops: Loops
 
 
 def services() -> Services:

@@ -17,13 +17,22 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
-from decide.api.metrics import Metrics
+from decide.api.metrics import UNNAMED_LOOP, Metrics
 from decide.api.policy_cache import PolicyCache, ServedPolicy
-from decide.api.problems import Problem, invalid, not_found
+from decide.api.problems import Problem, invalid
 from decide.api.schemas import RankRequest
 from decide.config import Settings
+from decide.errors import NotFound
 from decide.events.log import EventLog, LogUnavailable
-from decide.events.schemas import Activation, Decision, Event, Reward, encode, new_id, stream_of
+from decide.events.schemas import (
+    Activation,
+    Decision,
+    Event,
+    Reward,
+    encode,
+    new_id,
+    stream_of,
+)
 from decide.features import FeatureError
 from decide.policies.params import NonFiniteInput
 from decide.serving.router import ModelRouter
@@ -140,7 +149,7 @@ class Decider:
             self.metrics.late_rewards.inc()
             return False
         self._append(Reward(event_id=event_id, value=value, timestamp=time.time(), loop=loop))
-        self.metrics.child(self.metrics.rewards, loop or "").inc()
+        self.metrics.child(self.metrics.rewards, loop or UNNAMED_LOOP).inc()
         return True
 
     def activate(self, event_id: str, loop: str | None) -> bool:
@@ -170,8 +179,8 @@ class Decider:
     def _served(self, loop: str, field: str) -> ServedPolicy:
         try:
             return self.policies.get(loop)
-        except queries.LoopNotFound as error:
-            raise not_found(f"{error}; create it with POST /loops or `decide loops create {loop}`", field) from error
+        except queries.LoopNotFound as error:  # the request's field names it, and the answer says how to make it
+            raise NotFound(error.detail, field=field, fix=f"create it with POST /loops or `decide loops create {loop}`") from error
 
     def _generator(self) -> np.random.Generator:
         """This thread's decision generator, reset by ``decision_rng`` for every decision."""

@@ -12,6 +12,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
+UNNAMED_LOOP = "_unnamed"
+"""The ``loop`` label of a reward whose request named no loop (it counts for its decision's loop, which the API does not look up).
+
+No loop can have this name (a loop's name starts with a letter or a digit), so the label is never mistaken for one.
+"""
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -26,7 +32,7 @@ class Metrics:
         )
         self.decisions = Counter("decide_decisions", "Decisions logged", ["loop"], registry=registry)
         self.rewards = Counter(
-            "decide_rewards", "Rewards logged, by the loop the request named ('' when it named none)", ["loop"], registry=registry
+            "decide_rewards", f"Rewards logged, by the loop the request named ({UNNAMED_LOOP} when it named none)", ["loop"], registry=registry
         )
         self.late_rewards = Counter(
             "decide_late_rewards", "Rewards refused because their join had closed", registry=registry

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, request
 from pydantic import BaseModel, Field
 
 from decide.api.context import parse, services
-from decide.api.problems import Problem, invalid, not_found
+from decide.api.problems import invalid
 from decide.serving import registry
 from decide.serving.spec import ModelName, ModelSpec
 
@@ -39,13 +39,9 @@ class ModelInfo(BaseModel):
 
 
 def _write(operation):
-    try:
-        with services().writer_sessions.begin() as session:
-            return operation(session)
-    except registry.ModelNotFound as error:
-        raise not_found(str(error)) from error
-    except registry.ModelExists as error:
-        raise Problem(409, "Model exists", str(error), field="name") from error
+    """``operation(session)`` in one writer transaction."""
+    with services().writer_sessions.begin() as session:
+        return operation(session)
 
 
 @blueprint.get("")

@@ -1,4 +1,9 @@
-"""Errors as RFC 9457 ``application/problem+json``: what went wrong, which field, how to fix it."""
+"""Errors as RFC 9457 ``application/problem+json``: what went wrong, which field, how to fix it.
+
+decide's errors (``decide.errors``) become problems here, in one table, for
+every endpoint; a blueprint raises them and translates nothing. ``Problem`` is
+for what only HTTP has to say (401, 410, readiness).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,10 @@ from typing import Any
 from flask import Flask, Response, json
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
+
+from decide.errors import Conflict, DecideError, Invalid, NotFound, Unavailable
+from decide.loops import LoopExists
+from decide.serving.registry import ModelExists
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +39,29 @@ class Problem(Exception):
         return body | self.extra
 
 
-def invalid(field: str, detail: str) -> Problem:
-    return Problem(400, "Invalid request", detail, field=field)
+PROBLEMS: dict[type[DecideError], tuple[int, str]] = {
+    NotFound: (404, "Not found"),
+    Invalid: (400, "Invalid request"),
+    Conflict: (409, "Conflict"),
+    LoopExists: (409, "Loop exists"),
+    ModelExists: (409, "Model exists"),
+    Unavailable: (503, "Unavailable"),
+}
+"""Status and title of each kind of error; a subclass listed here has its own title."""
 
 
-def not_found(detail: str, field: str | None = None) -> Problem:
-    return Problem(404, "Not found", detail, field=field)
+def problem(error: DecideError) -> Problem:
+    """The problem of the most specific kind ``error`` is; its detail ends with the fix, if it has one."""
+    status, title = next(PROBLEMS[kind] for kind in type(error).__mro__ if kind in PROBLEMS)
+    return Problem(status, title, str(error), field=error.field)
+
+
+def invalid(field: str, detail: str) -> Invalid:
+    return Invalid(detail, field=field)
+
+
+def not_found(detail: str, field: str | None = None) -> NotFound:
+    return NotFound(detail, field=field)
 
 
 def from_validation_error(error: ValidationError) -> Problem:
@@ -46,7 +72,7 @@ def from_validation_error(error: ValidationError) -> Problem:
     ]
     first = errors[0]
     detail = "; ".join(f"{e['field']}: {e['detail']}" if e["field"] else e["detail"] for e in errors[:5])
-    return Problem(400, "Invalid request", detail, field=first["field"] or None, errors=errors)
+    return Problem(400, PROBLEMS[Invalid][1], detail, field=first["field"] or None, errors=errors)
 
 
 def _path(location: tuple[Any, ...]) -> str:
@@ -79,6 +105,7 @@ def response(problem: Problem) -> Response:
 def register(app: Flask) -> None:
     """Every error leaves as problem+json, including Flask's own 404/405/413 and unexpected ones."""
     app.register_error_handler(Problem, response)
+    app.register_error_handler(DecideError, lambda error: response(problem(error)))
     app.register_error_handler(ValidationError, lambda error: response(from_validation_error(error)))
 
     @app.errorhandler(HTTPException)
@@ -89,7 +116,8 @@ def register(app: Flask) -> None:
             413: f"the request body is larger than the limit of {app.config.get('MAX_CONTENT_LENGTH')} bytes; "
             "send fewer or smaller features, or raise DECIDE_MAX_BODY_BYTES",
         }.get(error.code or 500, error.description or "")
-        return response(Problem(error.code or 500, error.name, detail))
+        title = PROBLEMS[NotFound][1] if error.code == 404 else error.name
+        return response(Problem(error.code or 500, title, detail))
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:

@@ -21,8 +21,9 @@ from pydantic import (
 )
 from typing_extensions import NotRequired, TypedDict
 
+from decide.loops import LoopName
+
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-LoopName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 FeatureObjects = Annotated[Any, WithJsonSchema(TypeAdapter(list[dict[str, Any]] | dict[str, Any] | None).json_schema())]
 """Features as Personalizer sends them: a list of JSON objects, one object, or null.
 

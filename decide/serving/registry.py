@@ -36,7 +36,7 @@ class ModelNotFound(NotFound):
 
 class ModelExists(Conflict):
     def __init__(self, name: str) -> None:
-        super().__init__(f"a model named '{name}' is already registered; change it with update")
+        super().__init__(f"a model named '{name}' is already registered; change it with update", field="name")
         self.name = name
 
 

@@ -192,3 +192,38 @@ def test_multi_slot_paths_are_not_mistaken_for_versions(service):
         answer = service.client.post(path, json={"actions": ACTIONS})
         assert answer.status_code == 404 and "not supported" in answer.json["detail"]
     assert count_logged(service) == 0
+
+
+def test_not_found_is_spelled_one_way(service):
+    answers = [
+        service.client.get("/nowhere"),
+        service.client.get("/loops/nope"),
+        service.client.post("/rank", json={"loop": "nope", "actions": ACTIONS}),
+        service.client.post("/personalizer/multislot/rank", json={"actions": ACTIONS}),
+    ]
+    assert {(answer.status_code, answer.json["title"]) for answer in answers} == {(404, "Not found")}
+    assert answers[2].json["field"] == "loop" and "decide loops create nope" in answers[2].json["detail"]
+
+
+def test_a_taken_loop_name_is_a_conflict_naming_the_field(service):
+    service.create_loop("offers")
+    again = service.client.post("/loops", json={"name": "offers"})
+    assert (again.status_code, again.json["title"], again.json["field"]) == (409, "Loop exists", "name")
+    assert "already exists" in again.json["detail"] and "PATCH /loops/offers/config" in again.json["detail"]
+
+
+def test_rewards_that_name_no_loop_are_counted_under_a_label_no_loop_can_have(service):
+    ranked = service.client.post("/rank", json={"actions": ACTIONS}).json
+    assert service.client.post("/reward", json={"eventId": ranked["eventId"], "value": 1.0}).status_code == 202
+    assert service.client.post("/reward", json={"eventId": ranked["eventId"], "value": 1.0, "loop": "default"}).status_code == 202
+    metrics = service.client.get("/metrics").get_data(as_text=True)
+    assert 'decide_rewards_total{loop="_unnamed"} 1.0' in metrics and 'decide_rewards_total{loop="default"} 1.0' in metrics
+    assert 'loop=""' not in metrics
+
+
+def test_loop_settings_read_the_same_whatever_number_was_sent(service):
+    created = service.client.post("/loops", json={"name": "offers", "config": {"rewardWaitTime": 60, "discount": 1}}).json["config"]
+    default = service.client.get("/loops/default").json["config"]
+    assert created["rewardWaitTime"] == 60.0 and all(type(created[name]) is type(default[name]) for name in default)
+    configured = service.client.patch("/loops/offers/config", json={"activationTimeout": 30}).json["config"]
+    assert type(configured["activationTimeout"]) is float

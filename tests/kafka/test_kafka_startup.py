@@ -20,6 +20,7 @@ def test_an_unreachable_broker_stops_the_worker_with_a_message(tmp_path):
         "DECIDE_DATABASE_URL": f"sqlite:///{tmp_path / 'decide.db'}", "DECIDE_EVENT_LOG": "kafka",
         "DECIDE_KAFKA_BOOTSTRAP": bootstrap, "DECIDE_SPOOL_PATH": str(tmp_path / "spool.db"),
     }
+    subprocess.run([sys.executable, "-m", "decide", "migrate"], env=environment, check=True, capture_output=True, timeout=60)
     finished = subprocess.run([sys.executable, "-m", "decide", "worker"], env=environment, capture_output=True, text=True, timeout=60)
     assert finished.returncode == 1
     assert f"Error: cannot reach Kafka at {bootstrap}" in finished.stderr

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from decide.api.policy_cache import PolicyCache
-from decide.cli import _prepare
+from decide.cli.database import prepare
 from decide.config import Settings
 from decide.store.db import make_engine, sessions
 
@@ -23,7 +23,7 @@ class Clock:
 @pytest.fixture
 def readers(tmp_path):
     settings = Settings.from_env(database_url=f"sqlite:///{tmp_path / 'decide.db'}")
-    _prepare(settings)
+    prepare(settings)
     engine = make_engine(settings.database_url)
     yield sessions(engine)
     engine.dispose()

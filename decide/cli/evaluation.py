@@ -1,4 +1,4 @@
-"""``decide simulate``, ``decide evaluate`` and ``decide report``.
+"""``decide simulate``, ``decide evaluate`` and ``decide report``: simulations and off-policy evaluation.
 
 Heavy imports (numpy, the store, matplotlib) happen inside the commands so that
 ``decide --help`` stays fast.
@@ -14,7 +14,11 @@ from typing import IO, Any
 
 import click
 
-from decide.config import Settings
+from decide.cli.command import Command
+from decide.cli.database import existing
+from decide.cli.options import database_option, from_settings
+from decide.config import LoopConfig
+from decide.errors import NotFound
 
 LogSource = Callable[..., Any]
 
@@ -26,10 +30,7 @@ def _log_options(command: LogSource) -> LogSource:
         click.option("--since", help="Only decisions at or after this time (ISO 8601, UTC by default, or epoch seconds)."),
         click.option("--until", help="Only decisions before this time."),
         click.option("--limit", type=click.IntRange(min=1), help="Only the newest N decisions."),
-        click.option(
-            "--database-url", envvar="DECIDE_DATABASE_URL", default=Settings.database_url, show_default=True,
-            help="SQLAlchemy URL of decide's database.",
-        ),
+        database_option,
         click.option("--dsjson", "dsjson_in", type=click.File("r"), help="Read the log from a decision-service JSON lines file instead."),
         click.option(
             "--config", "config_json",
@@ -53,38 +54,32 @@ def _progress(flag: bool | None) -> bool:
 
 def _load(loop: str | None, since: str | None, until: str | None, limit: int | None, database_url: str,
           dsjson_in: IO[str] | None, config_json: str | None) -> Any:
-    """The log and its loop configuration, or a ClickException saying what is missing."""
-    from decide.config import ConfigError, LoopConfig
-    from decide.evaluation.logs import (
-        LogError,
-        LoopLog,
-        loop_log,
-        parse_time,
-        read_dsjson,
-    )
+    """The log and its loop configuration; what is missing is an error that says so."""
+    from decide.evaluation.logs import LoopLog, loop_log, parse_time, read_dsjson
     from decide.store import queries
-    from decide.store.db import make_engine, sessions
+    from decide.store.db import sessions
 
-    try:
-        start = parse_time(since) if since else None
-        end = parse_time(until) if until else None
-        if dsjson_in is not None:
-            config = LoopConfig.from_json(json.loads(config_json)) if config_json else LoopConfig()
-            examples = [e for e in read_dsjson(dsjson_in) if (start is None or e.decision.timestamp >= start)
-                        and (end is None or e.decision.timestamp < end)]
-            return LoopLog(loop or Path(dsjson_in.name).stem, config, examples[-limit:] if limit else examples, [])
-        if not loop:
-            raise click.UsageError("say which log to read: --loop NAME (from the database) or --dsjson FILE")
-        engine = make_engine(database_url)
+    start = parse_time(since) if since else None
+    end = parse_time(until) if until else None
+    if dsjson_in is not None:
         try:
-            with sessions(engine)() as session:
-                return loop_log(session, loop, start, end, limit)
-        finally:
-            engine.dispose()
-    except (LogError, ConfigError, json.JSONDecodeError) as error:
-        raise click.ClickException(str(error)) from error
-    except queries.LoopNotFound as error:
-        raise click.ClickException(f"{error}; list loops with `decide loops list`") from error
+            settings = json.loads(config_json) if config_json else {}
+        except json.JSONDecodeError as error:
+            raise click.BadParameter(f"not JSON ({error})", param_hint="--config") from error
+        config = LoopConfig.from_json(settings)
+        examples = [e for e in read_dsjson(dsjson_in) if (start is None or e.decision.timestamp >= start)
+                    and (end is None or e.decision.timestamp < end)]
+        return LoopLog(loop or Path(dsjson_in.name).stem, config, examples[-limit:] if limit else examples, [])
+    if not loop:
+        raise click.UsageError("say which log to read: --loop NAME (from the database) or --dsjson FILE")
+    engine = existing(database_url)
+    try:
+        with sessions(engine)() as session:
+            return loop_log(session, loop, start, end, limit)
+    except queries.LoopNotFound as error:  # the answer says where the names are
+        raise NotFound(error.detail, field="--loop", fix="list loops with `decide loops list`") from error
+    finally:
+        engine.dispose()
 
 
 def _options(confidence: float, blocks: int) -> Any:
@@ -93,7 +88,7 @@ def _options(confidence: float, blocks: int) -> Any:
     return Options(blocks=blocks, confidence=confidence)
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("scenario")
 @click.option("--rounds", type=click.IntRange(min=1), help="Override the scenario's number of rounds.")
 @click.option("--seeds", help="Comma-separated seeds, overriding the scenario's.")
@@ -101,7 +96,7 @@ def _options(confidence: float, blocks: int) -> Any:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Directory for results.json, curves.csv and report.html [default: ./simulation-<scenario>].")
 @click.option("--url", help="Run against a live decide at this URL (e.g. http://127.0.0.1:8080) instead of in process.")
-@click.option("--api-key", envvar="DECIDE_API_KEY", help="Key for a service that requires one.")
+@click.option("--api-key", **from_settings("api_key", shown=False), help="Key for a service that requires one.")
 @click.option("--loop-prefix", default="sim-", show_default=True, help="Prefix of the loops created over HTTP.")
 @click.option("--check-estimators", "logging_label", metavar="POLICY",
               help="Also estimate every policy from POLICY's log (first seed) and check the estimates against the simulator's truth.")
@@ -162,7 +157,7 @@ def _echo_table(headers: list[str], rows: list[list[str]]) -> None:
         click.echo("  ".join(str(cell).rjust(width) if i else str(cell).ljust(width) for i, (cell, width) in enumerate(zip(row, widths))))
 
 
-@click.command()
+@click.command(cls=Command)
 @_log_options
 @click.option("--export-dsjson", type=click.File("w"), help="Also write the log read as decision-service JSON lines (for Vowpal Wabbit).")
 @click.option("--export-only", is_flag=True, help="Only export; estimate nothing.")
@@ -213,7 +208,7 @@ def evaluate(loop: str | None, since: str | None, until: str | None, limit: int 
         click.echo(document["message"])
 
 
-@click.command()
+@click.command(cls=Command)
 @_log_options
 @click.option("--simulation", type=click.File("r"), help="Report on a simulation's results.json instead of a log.")
 @click.option("-o", "--output", type=click.File("w"), default="report.html", show_default=True, help="Where to write the HTML.")

@@ -2,52 +2,35 @@
 
 from __future__ import annotations
 
-import json
-import signal
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 
-from decide.config import Settings
+from decide.cli.command import Group
+from decide.cli.database import existing, writers
+from decide.cli.options import database_option, echo_json, from_settings, parse_settings, settings_option
+from decide.cli.process import stop_requested
 
-database_option = click.option(
-    "--database-url", envvar="DECIDE_DATABASE_URL", default=Settings.database_url, show_default=True,
-    help="SQLAlchemy URL of decide's database.",
-)
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
 backend_dir_option = click.option(
-    "--backend-dir", envvar="DECIDE_BACKEND_DIR", default="", help="Directory of the backends' sockets (default: a private temp directory)."
+    "--backend-dir", **from_settings("backend_dir", shown=False), help="Directory of the backends' sockets (default: a private temp directory)."
 )
-settings_option = click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="A model setting, value in JSON (repeatable).")
 
 
-@click.group()
+@click.group(cls=Group)
 def models() -> None:
     """Register models, and serve them through batched backends (docs/models.md)."""
 
 
-def _model_problem(error: Exception) -> click.ClickException | None:
-    from pydantic import ValidationError
-
-    from decide.serving import registry
-
-    if isinstance(error, ValidationError):
-        first = error.errors(include_url=False)[0]
-        return click.BadParameter(first["msg"].removeprefix("Value error, "), param_hint=".".join(map(str, first["loc"])) or "--set")
-    if isinstance(error, (registry.ModelNotFound, registry.ModelExists)):
-        return click.ClickException(str(error))
-    return None
-
-
-def _with_session(database_url: str, operation):
-    from decide.cli import in_write_transaction
-
-    return in_write_transaction(database_url, operation, _model_problem)
-
-
-def _changes(pairs: tuple[str, ...]) -> dict[str, Any]:
-    from decide.cli import _parse_settings
-
-    return _parse_settings(pairs)
+@contextmanager
+def _transaction(database_url: str) -> Iterator[Session]:
+    """One writer transaction on the existing database at ``database_url``."""
+    with writers(database_url).begin() as session:
+        yield session
 
 
 @models.command("list")
@@ -55,7 +38,8 @@ def _changes(pairs: tuple[str, ...]) -> dict[str, Any]:
 def list_models(database_url: str) -> None:
     from decide.serving import registry
 
-    click.echo(json.dumps(_with_session(database_url, lambda s: [model.to_json() for model in registry.all_models(s).values()]), indent=2))
+    with _transaction(database_url) as session:
+        echo_json([model.to_json() for model in registry.all_models(session).values()])
 
 
 @models.command()
@@ -69,11 +53,9 @@ def register(name: str, target: str, kind: str, settings: tuple[str, ...], datab
     from decide.serving import registry
     from decide.serving.spec import ModelSpec
 
-    def operation(session):
-        spec = ModelSpec.model_validate({"target": target, "kind": kind, **_changes(settings)})
-        return registry.register(session, name, spec).to_json()
-
-    click.echo(json.dumps(_with_session(database_url, operation), indent=2))
+    spec = ModelSpec.model_validate({"target": target, "kind": kind, **parse_settings(settings)})
+    with _transaction(database_url) as session:
+        echo_json(registry.register(session, name, spec).to_json())
 
 
 @models.command()
@@ -86,12 +68,13 @@ def show(name: str, database_url: str, backend_dir: str) -> None:
     from decide.serving.client import Backends
     from decide.serving.protocol import default_directory
 
-    model = _with_session(database_url, lambda s: registry.get(s, name))
+    with _transaction(database_url) as session:
+        model = registry.get(session, name)
     backends = Backends(backend_dir or default_directory())
     reports = backends.status(name, model.spec.replicas, timeout=0.5)
     backends.close()
     backends_json = [{"replica": index, "up": report is not None, **(report or {})} for index, report in enumerate(reports)]
-    click.echo(json.dumps(model.to_json() | {"backends": backends_json}, indent=2))
+    echo_json(model.to_json() | {"backends": backends_json})
 
 
 @models.command()
@@ -102,7 +85,8 @@ def update(name: str, settings: tuple[str, ...], database_url: str) -> None:
     """Change NAME's settings as a new version; with no --set, reload its code as a new version."""
     from decide.serving import registry
 
-    click.echo(json.dumps(_with_session(database_url, lambda s: registry.update(s, name, _changes(settings)).to_json()), indent=2))
+    with _transaction(database_url) as session:
+        echo_json(registry.update(session, name, parse_settings(settings)).to_json())
 
 
 @models.command()
@@ -112,7 +96,8 @@ def remove(name: str, database_url: str) -> None:
     """Remove NAME; its replicas stop, and loops listing it answer with their fallback."""
     from decide.serving import registry
 
-    _with_session(database_url, lambda s: registry.remove(s, name))
+    with _transaction(database_url) as session:
+        registry.remove(session, name)
     click.echo(f"removed model '{name}'")
 
 
@@ -128,16 +113,8 @@ def serve(database_url: str, backend_dir: str, interval: float) -> None:
 
     from decide.serving.protocol import default_directory
     from decide.serving.supervisor import Supervisor
-    from decide.store.db import make_engine, sessions
+    from decide.store.db import sessions
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    supervisor = Supervisor(sessions(make_engine(database_url)), backend_dir or default_directory(), interval=interval, metrics_registry=CollectorRegistry())
-    stopping = False
-
-    def stop(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    supervisor.run(lambda: stopping)
+    supervisor = Supervisor(sessions(existing(database_url)), backend_dir or default_directory(), interval=interval, metrics_registry=CollectorRegistry())
+    supervisor.run(stop_requested())
