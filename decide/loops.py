@@ -1,7 +1,9 @@
 """Loop administration, written once for the API and the CLI: list, create, show, configure, versions, roll back, reset, delete.
 
-Every operation runs in its own writer transaction and returns the JSON that
-both print. A write returns the policy version it wrote.
+Every operation runs in its own transaction (a reader's for looking, a
+writer's for changing: on SQLite a writer holds the lock every append waits
+for) and returns the JSON that both print. A write returns the policy version
+it wrote.
 """
 
 from __future__ import annotations
@@ -53,18 +55,19 @@ def loop_info(loop: Loop, row: PolicyVersion) -> dict[str, Any]:
 
 
 class Loops:
-    """The loops in one database; ``sessions`` are writer sessions (``decide.store.db.writer_sessions``)."""
+    """The loops in one database, through ``decide.store.db``'s ``sessions`` and ``writer_sessions`` of its engine."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self.sessions = sessions
+    def __init__(self, readers: sessionmaker[Session], writers: sessionmaker[Session]) -> None:
+        self.readers = readers
+        self.writers = writers
 
     def current_versions(self) -> dict[str, int]:
         """Every loop's served version, by name."""
-        with self._transaction() as session:
+        with self._transaction(self.readers) as session:
             return queries.current_versions(session)
 
     def list(self) -> list[dict[str, Any]]:
-        with self._transaction() as session:
+        with self._transaction(self.readers) as session:
             return [self._info(session, name) for name in queries.loop_names(session)]
 
     def create(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +77,7 @@ class Loops:
         except ValidationError as error:
             raise Invalid("use letters, digits, '_', '.' and '-', starting with a letter or digit (at most 128)", field="name") from error
         try:
-            with self._transaction() as session:
+            with self._transaction(self.writers) as session:
                 if session.get(Loop, name) is not None:
                     raise LoopExists(name)
                 return version_info(queries.create_loop(session, name, LoopConfig.from_json(config)))
@@ -82,35 +85,35 @@ class Loops:
             raise LoopExists(name) from error
 
     def show(self, name: str) -> dict[str, Any]:
-        with self._transaction() as session:
+        with self._transaction(self.readers) as session:
             return self._info(session, name)
 
     def current(self, name: str) -> dict[str, Any]:
         """The version the loop serves now."""
-        with self._transaction() as session:
+        with self._transaction(self.readers) as session:
             return version_info(queries.current(session, name))
 
     def configure(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
-        with self._transaction() as session:
+        with self._transaction(self.writers) as session:
             return version_info(queries.configure(session, name, changes))
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         """Every kept version, newest first."""
-        with self._transaction() as session:
+        with self._transaction(self.readers) as session:
             queries.current(session, name)
             return [version_info(row) for row in queries.versions(session, name)]
 
     def rollback(self, name: str, version: int) -> dict[str, Any]:
-        with self._transaction() as session:
+        with self._transaction(self.writers) as session:
             return version_info(queries.rollback(session, name, version))
 
     def reset(self, name: str) -> dict[str, Any]:
-        with self._transaction() as session:
+        with self._transaction(self.writers) as session:
             return version_info(queries.reset(session, name))
 
     def delete(self, name: str) -> None:
         """The loop and its policy versions; its archived examples stay."""
-        with self._transaction() as session:
+        with self._transaction(self.writers) as session:
             queries.current(session, name)
             queries.delete_loops(session, [name])
 
@@ -119,10 +122,10 @@ class Loops:
         return loop_info(session.get(Loop, name), queries.current(session, name))
 
     @contextmanager
-    def _transaction(self) -> Iterator[Session]:
-        """One writer transaction; a setting at fault is named where the loop's JSON has it, ``config.<setting>``."""
+    def _transaction(self, sessions: sessionmaker[Session]) -> Iterator[Session]:
+        """One transaction; a setting at fault is named where the loop's JSON has it, ``config.<setting>``."""
         try:
-            with self.sessions.begin() as session:
+            with sessions.begin() as session:
                 yield session
         except ConfigError as error:
             raise Invalid(error.detail, field=f"config.{error.field}") from error

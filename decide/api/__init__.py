@@ -42,7 +42,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, event_log: E
         event_log=event_log,
         metrics=metrics,
         decider=Decider(engine, event_log, settings, metrics),
-        loops=Loops(writers),
+        loops=Loops(readers, writers),
     )
     problems.register(app)
     app.register_blueprint(models_blueprint)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from decide.cli.command import Group
-from decide.cli.database import writers
+from decide.cli.database import existing
 from decide.cli.options import database_option, echo_json, parse_settings, settings_option
 
 if TYPE_CHECKING:
@@ -22,8 +22,10 @@ def loops() -> None:
 def _loops(database_url: str) -> Loops:
     """The loops in the existing database at ``database_url`` (imported here: the store is heavy for ``decide --help``)."""
     from decide.loops import Loops
+    from decide.store.db import sessions, writer_sessions
 
-    return Loops(writers(database_url))
+    engine = existing(database_url)
+    return Loops(sessions(engine), writer_sessions(engine))
 
 
 @loops.command("list")

@@ -41,6 +41,12 @@ def probabilities(answer: dict) -> dict[str, float]:
     return {ranked["id"]: ranked["probability"] for ranked in answer["ranking"]}
 
 
+def favourite(answer: dict) -> str:
+    """The action the policy gives the most probability (the ranking puts the chosen one first, which exploration may pick)."""
+    chances = probabilities(answer)
+    return max(chances, key=chances.__getitem__)
+
+
 def test_the_exploration_floor_holds_in_every_version_served(service):
     service.create_loop("floored", policy="linucb", explorationFloor=0.3, rewardWaitTime=5, updateInterval=0.01)
     service.create_loop("usual", policy="linucb", rewardWaitTime=5, updateInterval=0.01)
@@ -71,7 +77,8 @@ def test_discount_forgets_what_was_learned_in_earlier_versions(service):
 
     Without forgetting the first update still outweighs the second, and a stays the
     best; a loop that discounts by 0.9 per example has all but forgotten it, and
-    turns to b. Both updates must be separate versions: the discount applies
+    turns to b. (c, never tried, is left out of the comparison: its score is the
+    shared context terms' alone, and how they split depends on the examples' order.) Both updates must be separate versions: the discount applies
     between versions as well as within one.
     """
     settings = {"policy": "linucb", "policyParams": {"alpha": 0.01}, "rewardWaitTime": 5, "updateInterval": 0.01}
@@ -86,8 +93,8 @@ def test_discount_forgets_what_was_learned_in_earlier_versions(service):
             rewarded(service, loop, "b", 0.3, 1)
     learn(service)
     assert loop_info(service, "steady")["currentVersion"] == loop_info(service, "forgetful")["currentVersion"] == 3
-    assert rank(service, "steady")["ranking"][0]["id"] == "a"
-    assert rank(service, "forgetful")["ranking"][0]["id"] == "b"
+    assert favourite(rank(service, "steady", excludedActions=["c"])) == "a"
+    assert favourite(rank(service, "forgetful", excludedActions=["c"])) == "b"
 
 
 def test_only_the_newest_keep_versions_are_kept(service):
