@@ -13,8 +13,8 @@ server, in the documents' order. Only these differ from a person at a terminal:
 - curl reads a ``.curlrc`` that makes an HTTP error status fail the command.
 
 A command that cannot run here is in SKIPPED, with the reason, and is reported
-as a skipped test; one that runs on a scratch database instead of the served one
-is in ELSEWHERE. A new command in the documents runs with no change here.
+as a skipped test; one that runs on a scratch database (migrated first) instead
+of the served one is in ELSEWHERE. A new command in the documents runs with no change here.
 """
 
 from __future__ import annotations
@@ -163,8 +163,12 @@ def test_the_documented_commands_work_on_a_fresh_clone(tmp_path: Path) -> None:
         for command in rest:
             if command.key in SKIPPED:
                 continue
-            scratch = f"sqlite:///{tmp_path / 'scratch.db'}" if command.key in ELSEWHERE else None
-            event_id = run(command, clone, environment | ({"DECIDE_DATABASE_URL": scratch} if scratch else {}), url, event_id)
+            if command.key in ELSEWHERE:
+                scratch = environment | {"DECIDE_DATABASE_URL": f"sqlite:///{tmp_path / 'scratch.db'}"}
+                subprocess.run([".venv/bin/decide", "migrate"], cwd=clone, env=scratch, check=True, capture_output=True)
+                run(command, clone, scratch, url, None)
+            else:
+                event_id = run(command, clone, environment, url, event_id)
     finally:
         client.close()
         stop_group(server)
