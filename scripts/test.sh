@@ -13,9 +13,9 @@ if [ ${#packages[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
-echo "== installing decide and its test dependencies into .venv"
+echo "== installing decide, its postgres, kafka and report extras, and its test dependencies into .venv"
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test,all]'
 
 cleanup() {
     scripts/kafka.sh stop >/dev/null 2>&1 || true
@@ -34,8 +34,10 @@ export DECIDE_REQUIRE_POSTGRES=1 DECIDE_REQUIRE_KAFKA=1 DECIDE_REQUIRE_CHROMIUM=
 export OPENBLAS_NUM_THREADS=1
 
 echo "== running the test suite"
+# Two pytest-xdist workers (this machine class has two cores; pyproject.toml adds --dist=loadgroup);
+# later arguments win, so `scripts/test.sh -n 0` runs in one process.
 status=0
-.venv/bin/python -m pytest -p no:cacheprovider "$@" || status=$?
+.venv/bin/python -m pytest -p no:cacheprovider -n 2 "$@" || status=$?
 if [ "$status" -eq 5 ]; then
     echo "pytest collected no tests: that is a failure here" >&2
     exit 1

@@ -3,10 +3,16 @@
 PostgreSQL comes from ``DECIDE_TEST_POSTGRES_URL`` (``scripts/test.sh`` starts a
 server and sets it). Without it the PostgreSQL half of the suite is skipped,
 unless ``DECIDE_REQUIRE_POSTGRES=1`` (as in CI), where its absence fails.
+
+Under pytest-xdist each worker gets a database of its own on that server
+(``decide_gw0``, ...), since every test empties the schema it uses; the tests
+that use the Kafka broker all run on one worker (``--dist loadgroup``), since
+some of them stop and start it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterator
@@ -15,7 +21,7 @@ from dataclasses import dataclass
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, make_url, text
 
 from decide.api import create_app
 from decide.config import Settings
@@ -26,12 +32,32 @@ from decide.store.db import make_engine, migrate, writer_sessions
 POSTGRES_URL = os.environ.get("DECIDE_TEST_POSTGRES_URL")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "kafka_bootstrap" in getattr(item, "fixturenames", ()) or item.get_closest_marker("kafka"):
+            item.add_marker(pytest.mark.xdist_group("kafka"))
+
+
 def _postgres_or_skip() -> str:
     if POSTGRES_URL:
-        return POSTGRES_URL
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        return _worker_database(POSTGRES_URL, worker) if worker else POSTGRES_URL
     if os.environ.get("DECIDE_REQUIRE_POSTGRES") == "1":
         pytest.fail("DECIDE_REQUIRE_POSTGRES=1 but DECIDE_TEST_POSTGRES_URL is not set; run scripts/postgres.sh start")
     pytest.skip("no PostgreSQL: set DECIDE_TEST_POSTGRES_URL (scripts/test.sh does)")
+
+
+@functools.cache
+def _worker_database(server_url: str, worker: str) -> str:
+    """The database of one xdist worker on the server at ``server_url``, created the first time it is asked for."""
+    url = make_url(server_url)
+    name = f"{url.database}_{worker}"
+    engine = make_engine(server_url).execution_options(isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        if connection.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}) is None:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
 
 
 def fresh_postgres(url: str) -> None:

@@ -16,7 +16,7 @@ from tests.kafka.broker import kafka_bootstrap, topic_prefix  # noqa: F401 (fixt
 PARTITIONS = 4
 
 
-@pytest.fixture(params=["embedded-sqlite", pytest.param("embedded-postgres", marks=pytest.mark.postgres), "kafka"])
+@pytest.fixture(params=["embedded-sqlite", pytest.param("embedded-postgres", marks=pytest.mark.postgres), pytest.param("kafka", marks=pytest.mark.kafka)])
 def settings(request: pytest.FixtureRequest, tmp_path) -> Settings:
     if request.param == "kafka":
         return Settings(
