@@ -21,6 +21,7 @@ import numpy as np
 
 from decide.evaluation.logs import LoggedExample
 from decide.evaluation.offline import Evaluation
+from decide.extras import require
 
 LINES = ["-", "--", "-.", ":"]
 """Line styles cycled with the colours, so curves that coincide (a shared update cadence) stay visible."""
@@ -40,8 +41,7 @@ img { max-width: 100%; height: auto; display: block; margin: 0.5rem 0; }
 
 def _pyplot() -> Any:
     """matplotlib's pyplot on the Agg backend (no display needed), imported only when a report is drawn."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "report")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

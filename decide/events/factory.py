@@ -9,12 +9,14 @@ from decide.errors import Invalid
 from decide.events.embedded import open_embedded_log
 from decide.events.log import EventLog
 from decide.events.schemas import STREAMS
+from decide.extras import require
 
 
 def open_log(settings: Settings, engine: Engine) -> EventLog:
     if settings.event_log == "embedded":
         return open_embedded_log(engine, settings.partitions, STREAMS)
     if settings.event_log == "kafka":
+        require("kafka", "kafka")
         from decide.events.kafka import KafkaLog
 
         return KafkaLog(settings.kafka_bootstrap, settings.topic_prefix, settings.partitions, STREAMS, settings.spool_path)

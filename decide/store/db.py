@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.util import find_spec
 from pathlib import Path
 
 from alembic import command
@@ -10,7 +9,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, inspect, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from decide.errors import Unavailable
+from decide.extras import require
 from decide.store import sqlite
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -22,11 +21,8 @@ def make_engine(url: str) -> Engine:
         return sqlite.make_engine(url)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    if make_url(url).get_backend_name() == "postgresql" and find_spec("psycopg") is None:
-        raise Unavailable(
-            "PostgreSQL needs the psycopg driver, which this installation does not have",
-            fix="install it with pip install 'decide[postgres]'",
-        )
+    if make_url(url).get_backend_name() == "postgresql":
+        require("psycopg", "postgres")
     return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
 
 

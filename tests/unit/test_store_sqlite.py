@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import threading
 from functools import partial
 
@@ -11,7 +12,6 @@ import pytest
 from sqlalchemy import insert
 
 from decide.errors import Unavailable
-from decide.store import db
 from decide.store.db import make_engine
 from decide.store.models import Base, Example, Loop
 from decide.store.reads import EngineReads, hot_reads
@@ -79,6 +79,6 @@ def test_the_look_ups_on_a_sqlite_file_answer_as_the_engine_does(tmp_path) -> No
 
 
 def test_a_postgresql_url_without_its_driver_names_the_extra_to_install(monkeypatch) -> None:
-    monkeypatch.setattr(db, "find_spec", lambda name: None)
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # what an install without the extra finds
     with pytest.raises(Unavailable, match=r"pip install 'decide\[postgres\]'"):
         make_engine("postgresql://decide@localhost/decide")
