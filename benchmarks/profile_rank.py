@@ -92,7 +92,7 @@ def main() -> int:
     from decide.api import create_app
     from decide.api.context import parse_body
     from decide.api.decider import decision_rng
-    from decide.api.schemas import RankRequest
+    from decide.api.bodies import RankRequest
     from decide.cli.database import prepare
     from decide.config import Settings
     from decide.events.schemas import Decision, encode

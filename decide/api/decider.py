@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
+from decide.api.bodies import RankRequest
 from decide.api.metrics import UNNAMED_LOOP, Metrics
 from decide.api.policy_cache import PolicyCache, ServedPolicy
 from decide.api.problems import Problem, invalid
-from decide.api.schemas import RankRequest
 from decide.config import Settings
 from decide.errors import NotFound
 from decide.events.log import EventLog, LogUnavailable

@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response
 
+from decide.api.bodies import Accepted, ActivateRequest, RankRequest, RewardRequest
 from decide.api.context import parse, services
 from decide.api.problems import Problem
-from decide.api.schemas import Accepted, ActivateRequest, RankRequest, RewardRequest
 
 blueprint = Blueprint("decisions", __name__)
 

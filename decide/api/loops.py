@@ -7,9 +7,9 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from decide.api.bodies import CreateLoopRequest, RollbackRequest
 from decide.api.context import parse, services
 from decide.api.problems import invalid
-from decide.api.schemas import CreateLoopRequest, RollbackRequest
 
 blueprint = Blueprint("loops", __name__, url_prefix="/loops")
 

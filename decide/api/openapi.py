@@ -8,22 +8,22 @@ from flask import Blueprint
 from pydantic.json_schema import models_json_schema
 
 from decide import __version__
-from decide.api import schemas
+from decide.api import bodies
 from decide.api.models import ModelInfo, RegisterModelRequest
 
 blueprint = Blueprint("openapi", __name__)
 
 MODELS = (
-    schemas.RankRequest,
-    schemas.RankResponse,
-    schemas.RewardRequest,
-    schemas.RewardBody,
-    schemas.ActivateRequest,
-    schemas.Accepted,
-    schemas.CreateLoopRequest,
-    schemas.RollbackRequest,
-    schemas.LoopInfo,
-    schemas.PolicyVersionInfo,
+    bodies.RankRequest,
+    bodies.RankResponse,
+    bodies.RewardRequest,
+    bodies.RewardBody,
+    bodies.ActivateRequest,
+    bodies.Accepted,
+    bodies.CreateLoopRequest,
+    bodies.RollbackRequest,
+    bodies.LoopInfo,
+    bodies.PolicyVersionInfo,
     RegisterModelRequest,
     ModelInfo,
 )

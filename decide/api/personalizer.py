@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
+from decide.api.bodies import RankRequest, RewardBody
 from decide.api.context import parse, services
 from decide.api.decisions import answer
 from decide.api.problems import invalid, not_found
-from decide.api.schemas import RankRequest, RewardBody
 
 blueprint = Blueprint("personalizer", __name__, url_prefix="/personalizer")
 

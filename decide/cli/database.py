@@ -6,13 +6,9 @@ costs more than the rest of ``decide --help``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-import click
-
 from decide.config import Settings
-from decide.errors import NotFound, Unavailable
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -20,36 +16,12 @@ if TYPE_CHECKING:
 
     from decide.events.log import EventLog
 
-POINT_ELSEWHERE = "point --database-url or DECIDE_DATABASE_URL at decide's database"
-
 
 def existing(database_url: str) -> Engine:
-    """An engine on decide's database, migrated; else an error that says where it looked.
+    """An engine on decide's existing, migrated database (``decide.store.db.existing_engine``)."""
+    from decide.store.db import existing_engine
 
-    Opening a SQLite file that is not there would create an empty one, and the
-    command would then fail on a missing table; so the file is looked for first.
-    """
-    from sqlalchemy.exc import OperationalError
-
-    from decide.store.db import is_current, make_engine
-    from decide.store.sqlite import sqlite_file
-
-    engine = make_engine(database_url)
-    path = sqlite_file(engine)
-    where = str(Path(path).resolve()) if path else redacted(database_url)
-    if path and not Path(path).is_file():
-        raise NotFound(f"there is no decide database at {where}", fix=f"{POINT_ELSEWHERE}, or run `decide migrate` to create one there")
-    try:
-        current = is_current(engine)
-    except OperationalError as error:
-        reason = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else type(error.orig).__name__
-        raise Unavailable(f"cannot open the database at {where} ({reason})", fix=POINT_ELSEWHERE) from error
-    if not current:
-        raise Unavailable(
-            f"the database at {where} has no decide tables, or older ones",
-            fix=f"run `decide migrate` on it to create or upgrade them, or {POINT_ELSEWHERE}",
-        )
-    return engine
+    return existing_engine(database_url)
 
 
 def writers(database_url: str) -> sessionmaker[Session]:
@@ -70,13 +42,10 @@ def prepare(settings: Settings) -> None:
 
 
 def event_log(settings: Settings, engine: Engine) -> EventLog:
-    """The configured event log, or a message a person can act on (e.g. Kafka's topics disagree with the settings)."""
+    """The configured event log (its errors, e.g. Kafka's topics disagreeing with the settings, are the CLI's messages)."""
     from decide.events.factory import open_log
 
-    try:
-        return open_log(settings, engine)
-    except ValueError as error:
-        raise click.ClickException(str(error)) from error
+    return open_log(settings, engine)
 
 
 def redacted(url: str) -> str:

@@ -7,8 +7,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, inspect, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from decide.errors import NotFound, Unavailable
 from decide.extras import require
 from decide.store import sqlite
 
@@ -24,6 +26,33 @@ def make_engine(url: str) -> Engine:
     if make_url(url).get_backend_name() == "postgresql":
         require("psycopg", "postgres")
     return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+
+
+POINT_ELSEWHERE = "point --database-url or DECIDE_DATABASE_URL at decide's database"
+
+
+def existing_engine(url: str) -> Engine:
+    """An engine on decide's database at ``url``, migrated; else an error that says where it looked.
+
+    Opening a SQLite file that is not there would create an empty one, and the
+    command would then fail on a missing table; so the file is looked for first.
+    """
+    engine = make_engine(url)
+    path = sqlite.sqlite_file(engine)
+    where = str(Path(path).resolve()) if path else make_url(url).render_as_string(hide_password=True)
+    if path and not Path(path).is_file():
+        raise NotFound(f"there is no decide database at {where}", fix=f"{POINT_ELSEWHERE}, or run `decide migrate` to create one there")
+    try:
+        current = is_current(engine)
+    except OperationalError as error:
+        reason = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else type(error.orig).__name__
+        raise Unavailable(f"cannot open the database at {where} ({reason})", fix=POINT_ELSEWHERE) from error
+    if not current:
+        raise Unavailable(
+            f"the database at {where} has no decide tables, or older ones",
+            fix=f"run `decide migrate` on it to create or upgrade them, or {POINT_ELSEWHERE}",
+        )
+    return engine
 
 
 def is_sqlite(bind: Engine | Connection | Session) -> bool:
