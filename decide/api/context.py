@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from flask import current_app, request
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from decide.api.decider import Decider
 from decide.api.metrics import Metrics
 from decide.config import Settings
+from decide.errors import Invalid
 from decide.events.log import EventLog
 from decide.loops import Loops
 
@@ -39,6 +41,17 @@ def services() -> Services:
 def parse(model: type[Model]) -> Model:
     """The request body as ``model``; malformed JSON and bad fields become a 400 problem."""
     return parse_body(model, request.get_data() or b"")
+
+
+def parse_changes(example: str) -> dict[str, Any]:
+    """A PATCH body: a JSON object of the settings to change (``example`` shows one)."""
+    try:
+        changes = json.loads(request.get_data() or b"null")
+    except ValueError as error:
+        raise Invalid("the body is not valid JSON", field="", fix="send an object of the settings to change") from error
+    if not isinstance(changes, dict):
+        raise Invalid("the body is not a JSON object", field="", fix=f"send a JSON object of the settings to change, e.g. {example}")
+    return changes
 
 
 def parse_body(model: type[Model], body: bytes) -> Model:

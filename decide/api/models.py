@@ -7,14 +7,12 @@ a second. Every update is a new version, and its replicas are replaced.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 from pydantic import BaseModel, Field
 
-from decide.api.context import parse, services
-from decide.api.problems import invalid
+from decide.api.context import parse, parse_changes, services
 from decide.serving import registry
 from decide.serving.spec import ModelName, ModelSpec
 
@@ -69,12 +67,7 @@ def show(name: str):
 
 @blueprint.patch("/<name>")
 def update(name: str):
-    try:
-        changes = json.loads(request.get_data() or b"null")
-    except ValueError as error:
-        raise invalid("", "the body is not valid JSON; send an object of the settings to change") from error
-    if not isinstance(changes, dict):
-        raise invalid("", "send a JSON object of the settings to change, e.g. {\"replicas\": 2}")
+    changes = parse_changes('{"replicas": 2}')
     return _write(lambda session: registry.update(session, name, changes).to_json())
 
 

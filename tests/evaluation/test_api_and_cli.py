@@ -8,6 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from decide.cli import main
+from decide.evaluation.logs import loop_log
+from decide.evaluation.offline import Options, optimize
 from simulations.environments import LinearPayoff
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -87,7 +89,10 @@ def test_decide_evaluate_optimize_and_report(service, tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["evaluate", "--loop", "default", "--database-url", url, "--optimize", "--search", "linucb:alpha=0.5|1"])
     assert result.exit_code == 0, result.output
-    assert "switch to" in result.output or "keep the current policy" in result.output
+    with service.app.extensions["decide"].sessions() as session:
+        log = loop_log(session, "default", None, None, None)
+    expected = optimize(log.examples, log.config, ["linucb:alpha=0.5|1"], Options())
+    assert expected.message in result.output, "the command prints the recommendation that the same search makes on the same log"
     report = tmp_path / "loop.html"
     result = runner.invoke(main, ["report", "--loop", "default", "--database-url", url, "-o", str(report)])
     assert result.exit_code == 0, result.output
