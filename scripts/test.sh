@@ -13,9 +13,9 @@ if [ ${#packages[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
-echo "== installing decide, its postgres, kafka and report extras, and its test dependencies into .venv"
+echo "== installing decide, its postgres, kafka, report, sklearn and onnx extras, and its test dependencies into .venv"
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test,all]'
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test,all,sklearn,onnx]'
 
 cleanup() {
     scripts/kafka.sh stop >/dev/null 2>&1 || true
@@ -29,7 +29,7 @@ echo "== starting the Kafka broker"
 scripts/kafka.sh start
 export DECIDE_TEST_POSTGRES_URL
 export DECIDE_TEST_KAFKA_BOOTSTRAP="127.0.0.1:${DECIDE_KAFKA_PORT:-19092}"
-export DECIDE_REQUIRE_POSTGRES=1 DECIDE_REQUIRE_KAFKA=1 DECIDE_REQUIRE_CHROMIUM=1 DECIDE_REQUIRE_COMPILED=1
+export DECIDE_REQUIRE_POSTGRES=1 DECIDE_REQUIRE_KAFKA=1 DECIDE_REQUIRE_CHROMIUM=1 DECIDE_REQUIRE_COMPILED=1 DECIDE_REQUIRE_ADAPTERS=1
 # One BLAS thread per process: on two cores, more only oversubscribes them (a 7x slowdown was measured).
 export OPENBLAS_NUM_THREADS=1
 

@@ -1,7 +1,14 @@
-"""Loading models: a model that cannot load says why; scikit-learn and ONNX models (skipped without their extras)."""
+"""Loading models: a model that cannot load says why; scikit-learn and ONNX models.
+
+The adapters' tests need the ``sklearn`` and ``onnx`` extras (and ``onnx`` itself, a
+test dependency, to build a model). Without them they skip, unless
+``DECIDE_REQUIRE_ADAPTERS=1`` (as in CI), where a missing library fails the run.
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
 import subprocess
 import sys
 
@@ -14,6 +21,16 @@ from decide.serving.spec import ModelSpec
 from tests.serving.conftest import model_environment
 
 
+def required(module: str):
+    """``module``, imported; skipped without it, or failed when the adapters are required."""
+    if os.environ.get("DECIDE_REQUIRE_ADAPTERS") == "1":
+        try:
+            return importlib.import_module(module)
+        except ImportError as error:
+            pytest.fail(f"DECIDE_REQUIRE_ADAPTERS=1 but {module} is missing ({error}); pip install -e '.[test,sklearn,onnx]'")
+    return pytest.importorskip(module)
+
+
 def test_a_model_that_cannot_be_loaded_ends_its_backend_with_the_reason(backend_dir):
     spec = ModelSpec(target="tests.serving.models:no_such_model")
     process = spawn("missing", 1, spec, socket_path(backend_dir, "missing", 0), model_environment())
@@ -21,7 +38,7 @@ def test_a_model_that_cannot_be_loaded_ends_its_backend_with_the_reason(backend_
 
 
 def test_a_pickled_sklearn_model_answers_with_the_method_asked_for(start_backend, tmp_path):
-    pytest.importorskip("sklearn")
+    required("sklearn")
     import joblib
     from sklearn.linear_model import LogisticRegression
 
@@ -37,8 +54,8 @@ def test_a_pickled_sklearn_model_answers_with_the_method_asked_for(start_backend
 
 
 def test_an_onnx_model_answers_from_its_first_output(start_backend, tmp_path):
-    pytest.importorskip("onnxruntime")
-    onnx = pytest.importorskip("onnx")
+    required("onnxruntime")
+    onnx = required("onnx")
     from onnx import TensorProto, helper
 
     weights = helper.make_tensor("w", TensorProto.FLOAT, [2, 1], [2.0, 3.0])
