@@ -243,6 +243,8 @@ def test_a_target_that_never_plays_the_logged_actions_has_no_effective_sample():
     assert diagnostics.mean_weight == 0.0 and diagnostics.max_weight == 0.0
     assert IPS().estimate(evidence).value == 0.0
     snips = SNIPS().estimate(evidence, 0.9)  # Σw = 0: self-normalizing has nothing to divide by
+    # NaN, not None: reports format every field as a number
+    assert all(math.isnan(field) for field in (snips.value, snips.lower, snips.upper, snips.std_error))
     assert snips.to_json() == {
         "estimator": "snips", "value": None, "lower": None, "upper": None, "std_error": None, "confidence": 0.9, "interval": "normal",
     }
