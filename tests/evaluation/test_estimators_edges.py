@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import t as student
 
 from decide.evaluation.estimators import (
     IPS,
@@ -94,8 +95,6 @@ def cluster_interval(terms: np.ndarray, sizes: np.ndarray, block: np.ndarray, co
     influence = (t - value * d) / d.sum()
     m = len(t)
     error = math.sqrt(m / (m - 1) * (influence**2).sum())
-    from scipy.stats import t as student
-
     return value, error, float(student.ppf((1 + confidence) / 2, m - 1))
 
 
