@@ -161,6 +161,8 @@ def ratio_estimate(name: str, parts: Sequence[Totals], signs: Sequence[float], c
     influence = np.zeros(len(parts[0][0]))
     for (totals, sizes), sign in zip(parts, signs, strict=True):
         size = float(np.sum(sizes))
+        if size == 0.0:  # SNIPS of a target that gives no logged action a chance (Σw = 0): there is no estimate
+            return Estimate(name, math.nan, math.nan, math.nan, math.nan, confidence, "normal")
         part = float(np.sum(totals)) / size
         value += sign * part
         influence += sign * (totals - part * sizes) / size
