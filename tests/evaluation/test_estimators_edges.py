@@ -26,7 +26,8 @@ from decide.evaluation.estimators import (
     estimators,
     ratio_estimate,
 )
-from decide.policies import Batch, EpsilonGreedy, LinUCB
+from decide.evaluation.reward_model import RidgeRewardModel
+from decide.policies import Batch
 
 ACTIONS, DIMENSION = 3, 4
 
@@ -52,7 +53,7 @@ class Log:
         self.block = rows // per_block
 
     def evidence(self, model=None, folds: int = 3, targets=None) -> list[Evidence]:
-        model = model or LinUCB(dimension=DIMENSION, ridge=2.0)
+        model = model or RidgeRewardModel(DIMENSION, ridge=2.0)
         targets = targets or [self.pi]
         builder = EvidenceBuilder(model, targets=len(targets), folds=folds)
         for j in range(self.blocks):
@@ -169,7 +170,7 @@ def test_the_default_estimators_are_the_classes_defaults_in_report_order():
 
 def test_blocks_are_dealt_round_robin_into_three_folds_by_default():
     log = Log(blocks=7, per_block=1, seed=5)
-    builder = EvidenceBuilder(EpsilonGreedy(dimension=DIMENSION), targets=1)
+    builder = EvidenceBuilder(RidgeRewardModel(DIMENSION), targets=1)
     for j in range(7):
         batch = Batch((str(log.chosen[j]),), np.zeros((1, DIMENSION)), log.x[[j], log.chosen[[j]]], log.reward[[j]], log.propensity[[j]])
         builder.add(batch, log.x[[j]], log.chosen[[j]], [log.pi[[j]]])
@@ -250,7 +251,7 @@ def test_a_target_that_never_plays_the_logged_actions_has_no_effective_sample():
 
 
 def test_a_deterministic_logging_policy_is_accepted_and_propensities_above_one_are_not():
-    builder = EvidenceBuilder(EpsilonGreedy(dimension=2), targets=1)
+    builder = EvidenceBuilder(RidgeRewardModel(2), targets=1)
     features = np.ones((1, 1, 2))
     builder.add(Batch(("a",), np.zeros((1, 2)), np.ones((1, 2)), np.ones(1), np.ones(1)), features, np.zeros(1, dtype=int), [np.ones((1, 1))])
     (evidence,) = builder.build()
@@ -260,13 +261,11 @@ def test_a_deterministic_logging_policy_is_accepted_and_propensities_above_one_a
 
 
 def test_refusals_say_what_is_wrong():
-    with pytest.raises(ValueError, match="^the reward model must be a shared-mode linear policy$"):
-        EvidenceBuilder(EpsilonGreedy(dimension=2, per_action=True), targets=1)
     with pytest.raises(ValueError, match="^cross-fitting needs at least 2 folds, got 1$"):
-        EvidenceBuilder(EpsilonGreedy(dimension=2), targets=1, folds=1)
+        EvidenceBuilder(RidgeRewardModel(2), targets=1, folds=1)
     with pytest.raises(ValueError, match="^no logged events to evaluate$"):
-        EvidenceBuilder(EpsilonGreedy(dimension=2), targets=1).build()
-    builder = EvidenceBuilder(EpsilonGreedy(dimension=2), targets=2)
+        EvidenceBuilder(RidgeRewardModel(2), targets=1).build()
+    builder = EvidenceBuilder(RidgeRewardModel(2), targets=2)
     with pytest.raises(ValueError, match="^expected probabilities of 2 targets, got 1$"):
         builder.add(Batch(("a",), np.zeros((1, 2)), np.ones((1, 2)), np.ones(1), np.ones(1)), np.ones((1, 1, 2)), np.zeros(1, dtype=int), [np.ones((1, 1))])
 
