@@ -17,6 +17,7 @@ import pytest
 
 import decide.features as features_module
 from decide.features import FeatureError, FeatureSpace, flatten
+from decide.limits import MAX_HASH_DIMENSION
 
 
 @pytest.mark.parametrize(
@@ -97,7 +98,7 @@ def test_numpy_numbers_are_numbers():
 
 
 def test_the_largest_dimension_is_accepted_and_one_more_is_not():
-    largest = features_module.MAX_DIMENSION
+    largest = MAX_HASH_DIMENSION
     assert FeatureSpace(dimension=largest).dimension == largest
     with pytest.raises(ValueError, match=f"dimension must be an integer from 1 to {largest}"):
         FeatureSpace(dimension=largest + 1)
