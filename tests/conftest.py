@@ -114,7 +114,7 @@ class Clock:
 
 
 def make_service(database_url: str, **overrides) -> Service:
-    settings = Settings(database_url=database_url, join_grace=0.0, poll_interval=0.0, **overrides)
+    settings = Settings(**{"database_url": database_url, "join_grace": 0.0, "poll_interval": 0.0, **overrides})
     migrate(database_url)
     engine = make_engine(database_url)
     with writer_sessions(engine).begin() as session:
