@@ -299,6 +299,8 @@ def _decide(join: Join, decision: DecisionHeader, text: str, config_of: ConfigLo
     join.decision_json = text
     if not decision.deferred:
         join.activated_at = decision.timestamp
+    elif join.activated_at is not None and join.activated_at > decision.timestamp + config.activationTimeout:
+        join.activated_at = None  # an activation read before its decision, but sent after the decision's timeout
     if join.activated_at is not None:
         join.close_at = join.activated_at + config.rewardWaitTime
     else:
@@ -307,7 +309,11 @@ def _decide(join: Join, decision: DecisionHeader, text: str, config_of: ConfigLo
 
 
 def _activate(join: Join, activation: Activation, config_of: ConfigLookup) -> None:
-    if join.activated_at is not None:
+    """Activate a deferred decision; one sent after the decision's ``activationTimeout`` (``close_at`` until then) is too late.
+
+    Judged on the activation's timestamp, as rewards are on theirs, so a slow worker never activates a late one.
+    """
+    if join.activated_at is not None or (join.decision_json is not None and activation.timestamp > join.close_at):
         return
     join.activated_at = activation.timestamp
     if join.decision_json is not None:

@@ -84,3 +84,23 @@ def test_a_redelivered_record_counts_once_and_a_closed_event_is_a_late_duplicate
 def test_the_join_rules_need_no_database():
     code = "import sys, decide.pipeline.joins; assert 'sqlalchemy' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_activation_sent_after_the_activation_timeout_is_too_late_in_whatever_order_it_is_read():
+    joins = Joins()
+    events: list[Event] = [
+        decision("late", 1.0, deferred=True),
+        Activation("late", 21.5, "l"),  # the timeout ended at 1 + 20
+        Activation("early-read", 30.0, "l"),  # read before its decision, sent after its timeout
+        decision("early-read", 5.0, deferred=True),
+        decision("in-time", 1.0, deferred=True),
+        Activation("in-time", 20.5, "l"),
+        Reward("in-time", 2.0, 25.0, "l"),
+    ]
+    joins.fold(logged(events), NOTHING_STORED, config_of)
+    closed = {join.event_id: close(join, 99.0, config_of) for join in joins.take_due({0: 100.0})}
+    assert {event_id: (example.reason, example.reward) for event_id, example in closed.items()} == {
+        "late": ("deactivated", None),
+        "early-read": ("deactivated", None),
+        "in-time": ("observed", 2.0),
+    }
