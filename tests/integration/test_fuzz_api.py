@@ -38,6 +38,9 @@ def test_no_request_makes_the_api_fail(fuzzed_app, label):
     @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
     def check(case):
         response = case.call()
+        if label == "GET /readyz" and response.status_code == 503:  # documented: another case may have deleted the default loop
+            assert response.json()["title"] == "Not ready", response.text[:300]
+            return
         assert response.status_code < 500, f"{label} -> {response.status_code}: {response.text[:300]}"
         if response.status_code >= 400:
             content_type = {name.lower(): value for name, value in response.headers.items()}["content-type"]
