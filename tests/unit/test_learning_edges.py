@@ -33,7 +33,6 @@ def test_a_batch_holds_each_chosen_action_featurized_as_the_api_featurized_it():
         index = served.ids.index(logged.chosen)
         np.testing.assert_array_equal(batch.features[row], served.features[index])
         np.testing.assert_array_equal(batch.contexts[row], served.context)
-    assert batch.rewards.dtype == np.float64
     np.testing.assert_array_equal(batch.rewards, [1.0, 0.5, 0.0])
     np.testing.assert_array_equal(batch.propensities, [0.7, 0.6, 0.9])
     np.testing.assert_array_equal(batch.weights, [1.0, 1.0, 1.0])
