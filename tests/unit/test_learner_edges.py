@@ -96,10 +96,10 @@ def test_examples_closed_before_the_update_is_due_wait_for_the_next_update(sessi
 def test_the_backlog_alone_makes_a_version_once_due(sessions):
     start = created(sessions, "l")
     with sessions.begin() as session:
-        learn(session, [example("early", "l", "observed", 1.0), example("hidden", "l", "deactivated", None)], now=start)
+        learn(session, [example("early", "l", "default", 0.5), example("hidden", "l", "deactivated", None)], now=start)
     with sessions.begin() as session:
         assert learn(session, [], now=start + 10.0) == [LearnedVersion("l", 2, 1)]
-    assert state(sessions, "l")[1:3] == (1, "learned 1 examples")
+    assert state(sessions, "l")[1:] == (1, "learned 1 examples", {"successes/a": 0.5, "failures/a": 0.5})
     assert archived(sessions)["hidden"][-1] is False
 
 
@@ -129,3 +129,14 @@ def test_without_a_time_the_learner_goes_by_the_clock(sessions):
         written = learn(session, [example("n", "now", "observed", 1.0), example("l", "later", "observed", 1.0)])
     assert written == [LearnedVersion("now", 2, 1)]
     assert np.isclose(state(sessions, "now")[3]["successes/a"], 1.0)
+
+
+def test_a_loop_not_yet_due_neither_stops_the_others_nor_lends_them_its_examples(sessions):
+    created(sessions, "alpha", LoopConfig(policy="beta_thompson", updateInterval=3600.0))
+    start = created(sessions, "zeta")
+    with sessions.begin() as session:
+        written = learn(session, [example("a1", "alpha", "observed", 1.0), example("z1", "zeta", "observed", 0.0)],
+                        now=start + 10.0)
+    assert written == [LearnedVersion("zeta", 2, 1)]
+    assert state(sessions, "zeta")[3] == {"successes/a": 0.0, "failures/a": 1.0}
+    assert {event_id: row[-1] for event_id, row in archived(sessions).items()} == {"a1": False, "z1": True}

@@ -1,0 +1,95 @@
+"""Edges of the policies (``decide.policies``): configuration messages, Beta–Bernoulli counting and its prior,
+ridge statistics per action, and the probability helpers, against values worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from decide.policies import ActionSet, Batch, BetaThompson, make_policy
+from decide.policies.params import check_real
+
+
+def batch(action_ids: tuple[str, ...], rewards: list[float], weights: list[float] | None = None, d: int = 2) -> Batch:
+    n = len(action_ids)
+    return Batch(action_ids, np.ones((n, d)), np.ones((n, d)), np.array(rewards, dtype=float), np.full(n, 0.5),
+                 None if weights is None else np.array(weights, dtype=float))
+
+
+def actions(ids: tuple[str, ...], d: int = 2, eligible: list[bool] | None = None) -> ActionSet:
+    k = len(ids)
+    return ActionSet(ids, np.ones(d), np.ones((k, d)), np.ones(k, bool) if eligible is None else np.array(eligible))
+
+
+# Configuration messages
+
+
+def message(call, *args, **kwargs) -> str:
+    with pytest.raises(ValueError) as error:
+        call(*args, **kwargs)
+    return str(error.value)
+
+
+def test_range_messages_show_which_ends_are_open():
+    assert message(check_real, "x", -1, 0.0, low_open=True) == "x must be a number in (0, inf), got -1"
+    assert message(check_real, "x", 2, 0.0, 1.0) == "x must be a number in [0, 1], got 2"
+    assert message(check_real, "x", 1.0, 0.0, 1.0, high_open=True) == "x must be a number in [0, 1), got 1.0"
+    assert message(check_real, "x", 0.0, 0.0, 1.0, low_open=True, high_open=True) == "x must be a number in (0, 1), got 0.0"
+    assert message(make_policy, "beta_thompson", 4, {"prior_alpha": 0}) == (
+        "policy 'beta_thompson': prior_alpha must be a number in (0, inf), got 0"
+    )
+
+
+def test_several_unknown_parameters_are_all_named_and_a_policy_without_any_says_so():
+    assert message(make_policy, "linucb", 4, {"alpah": 1, "flor": 0.1}) == (
+        "policy 'linucb' has no parameters 'alpah', 'flor'; allowed: alpha, ridge, floor, per_action"
+    )
+    assert message(make_policy, "uniform", 4, {"floor": 0.1}) == "policy 'uniform' has no parameter 'floor'; allowed: none"
+
+
+# Beta–Bernoulli Thompson sampling
+
+
+def test_beta_thompson_clips_rewards_to_0_1_and_weighs_each_example():
+    statistics = BetaThompson().statistics(batch(("a", "b", "a", "b"), [3.0, -2.0, 0.25, 0.5], [1.0, 2.0, 4.0, 0.5]))
+    assert {key: float(value[0]) for key, value in statistics.items()} == {
+        "successes/a": 1.0 + 4.0 * 0.25,
+        "failures/a": 4.0 * 0.75,
+        "successes/b": 0.5 * 0.5,
+        "failures/b": 2.0 + 0.5 * 0.5,
+    }
+
+
+def test_beta_thompson_names_a_non_finite_input():
+    policy = BetaThompson()
+    assert message(policy.statistics, batch(("a",), [np.nan])) == "rewards contains a non-finite value"
+    assert message(policy.statistics, batch(("a",), [1.0], [np.inf])) == "weights contains a non-finite value"
+
+
+def test_beta_thompson_posterior_adds_the_prior_and_reads_ids_with_slashes():
+    policy = BetaThompson(prior_alpha=2.0, prior_beta=3.0)
+    snapshot = policy.snapshot({"successes/a/b": np.array([4.0]), "failures/a/b": np.array([1.0]),
+                                "successes/only": np.array([5.0]), "failures/none": np.array([6.0])})
+    assert {key: value.tolist() for key, value in snapshot.items()} == {
+        "alpha/a/b": [6.0], "beta/a/b": [4.0],
+        "alpha/only": [7.0], "beta/only": [3.0],
+        "alpha/none": [2.0], "beta/none": [9.0],
+    }
+
+
+def test_beta_thompson_gives_an_unseen_action_its_prior():
+    policy = BetaThompson(prior_alpha=1000.0, prior_beta=1.0, floor=0.0)
+    snapshot = policy.snapshot(policy.statistics(batch(("seen",), [0.0], [5000.0])))
+    p = policy.probabilities(snapshot, actions(("seen", "new")), np.random.default_rng(0))
+    assert p.tolist() == [0.0, 1.0]
+    policy = BetaThompson(prior_alpha=1.0, prior_beta=1000.0, floor=0.0)
+    snapshot = policy.snapshot(policy.statistics(batch(("seen",), [1.0], [5000.0])))
+    p = policy.probabilities(snapshot, actions(("seen", "new")), np.random.default_rng(0))
+    assert p.tolist() == [1.0, 0.0]
+
+
+def test_beta_thompson_estimates_from_all_its_samples():
+    policy = BetaThompson(floor=0.0, samples=4096)
+    p = policy.probabilities(policy.snapshot({}), actions(("a", "b")), np.random.default_rng(1))
+    assert abs(p[0] - 0.5) < 0.05 and p.sum() == pytest.approx(1.0)
+    assert (p * 4096 == np.round(p * 4096)).all(), "win frequencies are counts out of the samples"
