@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from decide.limits import MAX_FEATURE_DIMENSION, MAX_SAMPLES
 from decide.policies import ActionSet, Batch, BetaThompson, make_policy
 from decide.policies.params import check_real
 
@@ -93,3 +94,44 @@ def test_beta_thompson_estimates_from_all_its_samples():
     p = policy.probabilities(policy.snapshot({}), actions(("a", "b")), np.random.default_rng(1))
     assert abs(p[0] - 0.5) < 0.05 and p.sum() == pytest.approx(1.0)
     assert (p * 4096 == np.round(p * 4096)).all(), "win frequencies are counts out of the samples"
+
+
+@pytest.mark.parametrize(("name", "params", "expected"), [
+    ("linucb", {"alpha": -0.5}, "alpha must be a number in [0, inf), got -0.5"),
+    ("linucb", {"floor": 1}, "floor must be a number in [0, 1), got 1"),
+    ("linucb", {"ridge": 0.0}, "ridge must be a number in (0, inf), got 0.0"),
+    ("linucb", {"per_action": 1}, "per_action must be true or false, got 1"),
+    ("linear_thompson", {"scale": -1}, "scale must be a number in [0, inf), got -1"),
+    ("linear_thompson", {"floor": -0.1}, "floor must be a number in [0, 1), got -0.1"),
+    ("linear_thompson", {"samples": 0}, f"samples must be an integer in [1, {MAX_SAMPLES}], got 0"),
+    ("linear_thompson", {"samples": MAX_SAMPLES + 1}, f"samples must be an integer in [1, {MAX_SAMPLES}], got {MAX_SAMPLES + 1}"),
+    ("epsilon_greedy", {"epsilon": 1.0}, "epsilon must be a number in [0, 1), got 1.0"),
+    ("epsilon_greedy", {"epsilon": -0.01}, "epsilon must be a number in [0, 1), got -0.01"),
+    ("beta_thompson", {"prior_beta": -1}, "prior_beta must be a number in (0, inf), got -1"),
+    ("beta_thompson", {"floor": 1.0}, "floor must be a number in [0, 1), got 1.0"),
+    ("beta_thompson", {"samples": True}, f"samples must be an integer in [1, {MAX_SAMPLES}], got True"),
+    ("beta_thompson", {"samples": MAX_SAMPLES + 1}, f"samples must be an integer in [1, {MAX_SAMPLES}], got {MAX_SAMPLES + 1}"),
+])
+def test_every_parameter_out_of_range_is_refused_with_its_range(name, params, expected):
+    assert message(make_policy, name, 4, params) == f"policy {name!r}: {expected}"
+
+
+def test_a_policy_dimension_out_of_range_is_refused_with_its_range():
+    for dimension in (0, MAX_FEATURE_DIMENSION + 1):
+        assert message(make_policy, "epsilon_greedy", dimension, {}) == (
+            f"policy 'epsilon_greedy': dimension must be an integer in [1, {MAX_FEATURE_DIMENSION}], got {dimension}"
+        )
+
+
+@pytest.mark.parametrize(("name", "params"), [
+    ("linucb", {"alpha": 0, "floor": 0.0, "ridge": 1e-9}),
+    ("linear_thompson", {"scale": 0.0, "floor": 0.999, "samples": 1}),
+    ("linear_thompson", {"samples": MAX_SAMPLES}),
+    ("epsilon_greedy", {"epsilon": 0.0}),
+    ("epsilon_greedy", {"epsilon": 0.999}),
+    ("beta_thompson", {"prior_alpha": 1e-9, "prior_beta": 1e-9, "floor": 0.0, "samples": MAX_SAMPLES}),
+])
+def test_the_ends_of_every_range_are_accepted(name, params):
+    policy = make_policy(name, 4, params)
+    for key, value in params.items():
+        assert getattr(policy, key) == value
