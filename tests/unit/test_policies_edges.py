@@ -3,11 +3,14 @@ ridge statistics per action, and the probability helpers, against values worked 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from decide.limits import MAX_FEATURE_DIMENSION, MAX_SAMPLES
-from decide.policies import ActionSet, Batch, BetaThompson, make_policy
+from decide.policies import ActionSet, Batch, BetaThompson, LinearThompson, make_policy
+from decide.policies.linear import covariance_factor
 from decide.policies.params import check_real
 
 
@@ -130,8 +133,44 @@ def test_a_policy_dimension_out_of_range_is_refused_with_its_range():
     ("epsilon_greedy", {"epsilon": 0.0}),
     ("epsilon_greedy", {"epsilon": 0.999}),
     ("beta_thompson", {"prior_alpha": 1e-9, "prior_beta": 1e-9, "floor": 0.0, "samples": MAX_SAMPLES}),
+    ("beta_thompson", {"samples": 1, "floor": 0.999}),
 ])
 def test_the_ends_of_every_range_are_accepted(name, params):
     policy = make_policy(name, 4, params)
     for key, value in params.items():
         assert getattr(policy, key) == value
+
+
+# Linear Thompson sampling
+
+
+def test_per_action_thompson_draws_each_score_with_its_own_posterior_spread():
+    # Context c = (1, 0), ridge 1. Action a learned one example with reward 1: A = I + c cᵀ, so its score is
+    # N(1/2, 1/2); action b is unseen: N(0, 1). P(a wins) = Φ((1/2) / √(3/2)).
+    policy = LinearThompson(2, per_action=True, floor=0.0, samples=MAX_SAMPLES)
+    learned = Batch(("a",), np.array([[1.0, 0.0]]), np.zeros((1, 2)), np.array([1.0]), np.array([0.5]))
+    snapshot = policy.snapshot(policy.statistics(learned))
+    candidates = ActionSet(("a", "b"), np.array([1.0, 0.0]), np.zeros((2, 2)), np.ones(2, bool))
+    p = policy.probabilities(snapshot, candidates, np.random.default_rng(2))
+    exact = 0.5 * (1.0 + math.erf(0.5 / math.sqrt(1.5) / math.sqrt(2.0)))
+    assert abs(p[0] - exact) < 0.01 and p[0] + p[1] == pytest.approx(1.0)
+
+
+def test_a_covariance_is_singular_when_a_pivot_is_at_most_1e_10_of_its_diagonal_entry():
+    for share, singular in ((1e-12, True), (1e-8, False)):
+        gram = 100.0 * np.array([[1.0, 1.0], [1.0, 1.0 + share]])
+        factor = covariance_factor(gram)
+        np.testing.assert_allclose(factor @ factor.T, gram, atol=1e-9)
+        if singular:  # the eigendecomposition's factor
+            values, vectors = np.linalg.eigh(gram)
+            np.testing.assert_array_equal(factor, vectors * np.sqrt(np.clip(values, 0.0, None)))
+        else:  # the Cholesky factor: lower triangular
+            assert factor[0, 1] == 0.0
+            np.testing.assert_allclose(factor, np.linalg.cholesky(gram), rtol=1e-12)
+
+
+def test_a_positive_definite_covariance_is_factored_exactly():
+    gram = np.array([[4.0, 2.0, 0.4], [2.0, 5.0, 1.0], [0.4, 1.0, 3.0]])
+    factor = covariance_factor(gram)
+    np.testing.assert_allclose(factor @ factor.T, gram, rtol=1e-12)
+    assert np.array_equal(np.triu(factor, 1), np.zeros((3, 3)))
