@@ -4,12 +4,14 @@ ridge statistics per action, and the probability helpers, against values worked 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 
 from decide.limits import MAX_FEATURE_DIMENSION, MAX_SAMPLES
-from decide.policies import ActionSet, Batch, BetaThompson, LinearThompson, make_policy
+from decide.policies import ActionSet, Batch, BetaThompson, LinearThompson, LinUCB, make_policy, merge
+from decide.policies.params import NonFiniteInput
 from decide.policies.linear import covariance_factor
 from decide.policies.params import check_real
 
@@ -174,3 +176,69 @@ def test_a_positive_definite_covariance_is_factored_exactly():
     factor = covariance_factor(gram)
     np.testing.assert_allclose(factor @ factor.T, gram, rtol=1e-12)
     assert np.array_equal(np.triu(factor, 1), np.zeros((3, 3)))
+
+
+# Ridge statistics
+
+
+def test_per_action_ridge_statistics_sum_each_actions_weighted_contexts():
+    contexts = np.array([[1.0, 2.0], [0.0, 1.0], [3.0, 0.0]])
+    learned = Batch(("b", "a", "b"), contexts, np.zeros((3, 2)), np.array([1.0, 2.0, -1.0]), np.full(3, 0.5),
+                    np.array([0.5, 1.0, 2.0]))
+    statistics = LinUCB(2, per_action=True).statistics(learned)
+    expected = {
+        "xx/a": [[0.0, 0.0], [0.0, 1.0]], "xr/a": [0.0, 2.0], "n/a": [1.0],
+        "xx/b": [[0.5 + 18.0, 1.0], [1.0, 2.0]], "xr/b": [0.5 - 6.0, 1.0], "n/b": [2.5],
+    }
+    assert statistics.keys() == expected.keys()
+    for key, value in expected.items():
+        np.testing.assert_allclose(statistics[key], value, rtol=1e-15, err_msg=key)
+
+
+@pytest.mark.parametrize("per_action", [False, True])
+def test_linear_statistics_name_the_input_that_is_not_finite_or_of_the_wrong_shape(per_action):
+    policy = LinUCB(2, per_action=per_action)
+    good = Batch(("a",), np.ones((1, 2)), np.ones((1, 2)), np.ones(1), np.full(1, 0.5), np.ones(1))
+    vectors = "contexts" if per_action else "features"
+    cases = {
+        "rewards": good.__class__(good.action_ids, good.contexts, good.features, np.array([np.inf]), good.propensities, good.weights),
+        "weights": good.__class__(good.action_ids, good.contexts, good.features, good.rewards, good.propensities, np.array([np.nan])),
+        vectors: good.__class__(good.action_ids, np.full((1, 2), np.nan), np.full((1, 2), np.nan), good.rewards, good.propensities, good.weights),
+    }
+    for what, bad in cases.items():
+        with pytest.raises(NonFiniteInput) as error:
+            policy.statistics(bad)
+        assert str(error.value) == f"{what} contains a non-finite value"
+    short = Batch(("a",), np.ones((1, 2)), np.ones((1, 2)), np.ones(2), np.full(1, 0.5))
+    assert message(policy.statistics, short) == "rewards has shape (2,), expected (1,)"
+
+
+def test_an_unseen_action_in_per_action_mode_has_the_prior_bound_alpha_norm_over_root_ridge():
+    # Action a learned a million examples of context (1, 0): its bound is its reward, within 0.001. Unseen b's
+    # bound under the prior (θ = 0, L = I/√λ) is ‖c‖/√λ = 1/2 at λ = 4.
+    policy = LinUCB(2, alpha=1.0, ridge=4.0, floor=0.0, per_action=True)
+    candidates = ActionSet(("a", "b"), np.array([1.0, 0.0]), np.zeros((2, 2)), np.ones(2, bool))
+    for reward, best in ((0.7, [1.0, 0.0]), (0.45, [0.0, 1.0])):
+        learned = Batch(("a",), np.array([[1.0, 0.0]]), np.zeros((1, 2)), np.array([reward]), np.ones(1), np.array([1e6]))
+        snapshot = policy.snapshot(policy.statistics(learned))
+        assert policy.probabilities(snapshot, candidates, np.random.default_rng(0)).tolist() == best
+
+
+def test_scores_that_overflow_are_refused_without_a_numpy_warning():
+    policy = LinUCB(2)
+    snapshot = policy.snapshot(policy.statistics(Batch(("a",), np.ones((1, 2)), np.ones((1, 2)), np.ones(1), np.ones(1))))
+    huge = ActionSet(("a", "b"), np.ones(2), np.array([[1e300, -1e300], [1.0, 1.0]]), np.ones(2, bool))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(NonFiniteInput, match="overflow"):
+            policy.probabilities(snapshot, huge, np.random.default_rng(0))
+
+
+# Merging
+
+
+def test_merge_refuses_a_discount_outside_0_1():
+    state = {"x": np.ones(1)}
+    for discount in (0.0, -0.5, 1.5):
+        assert message(merge, state, state, discount) == f"discount must be in (0, 1], got {discount}"
+    assert merge(state, state, 1.0)["x"].tolist() == [2.0]
