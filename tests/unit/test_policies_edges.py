@@ -13,6 +13,7 @@ from decide.limits import MAX_FEATURE_DIMENSION, MAX_SAMPLES
 from decide.policies import ActionSet, Batch, BetaThompson, LinearThompson, LinUCB, make_policy, merge
 from decide.policies.params import NonFiniteInput
 from decide.policies.linear import covariance_factor
+from decide.policies.distributions import floor_mix, uniform_distribution
 from decide.policies.params import check_real
 
 
@@ -230,8 +231,9 @@ def test_scores_that_overflow_are_refused_without_a_numpy_warning():
     huge = ActionSet(("a", "b"), np.ones(2), np.array([[1e300, -1e300], [1.0, 1.0]]), np.ones(2, bool))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(NonFiniteInput, match="overflow"):
+        with pytest.raises(NonFiniteInput) as error:
             policy.probabilities(snapshot, huge, np.random.default_rng(0))
+    assert str(error.value) == "the action scores overflow: feature values are too large"
 
 
 # Merging
@@ -242,3 +244,36 @@ def test_merge_refuses_a_discount_outside_0_1():
     for discount in (0.0, -0.5, 1.5):
         assert message(merge, state, state, discount) == f"discount must be in (0, 1], got {discount}"
     assert merge(state, state, 1.0)["x"].tolist() == [2.0]
+
+
+def test_a_closed_upper_end_accepts_its_value():
+    check_real("x", 1.0, 0.0, 1.0)
+    check_real("x", 0.0, 0.0, 1.0)
+
+
+def test_a_decision_without_eligible_actions_is_refused_in_words():
+    none = np.zeros(3, bool)
+    assert message(uniform_distribution, none) == "no eligible action"
+    assert message(floor_mix, np.full(3, 1 / 3), none, 0.1) == "no eligible action"
+
+
+def test_per_action_scores_name_a_context_of_the_wrong_size():
+    policy = LinUCB(2, per_action=True)
+    candidates = ActionSet(("a",), np.ones(3), np.ones((1, 2)), np.ones(1, bool))
+    assert message(policy.probabilities, policy.snapshot({}), candidates, np.random.default_rng(0)) == (
+        "context has shape (3,), expected (2,)"
+    )
+
+
+def test_a_snapshot_refuses_statistics_of_another_dimension():
+    policy = LinUCB(2)
+    for xx, xr in ((np.zeros((2, 2)), np.zeros(3)), (np.zeros((3, 3)), np.zeros(2))):
+        assert message(policy.snapshot, {"xx": xx, "xr": xr}) == (
+            f"statistics of shapes {xx.shape}, {xr.shape} are not of dimension 2"
+        )
+
+
+def test_a_per_action_snapshot_keeps_action_ids_with_slashes():
+    policy = LinUCB(2, per_action=True)
+    learned = Batch(("a/b", "c"), np.ones((2, 2)), np.ones((2, 2)), np.ones(2), np.ones(2))
+    assert sorted(policy.snapshot(policy.statistics(learned))) == ["chol/a/b", "chol/c", "theta/a/b", "theta/c"]
