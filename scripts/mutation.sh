@@ -49,6 +49,20 @@ if [ ${#tests[@]} -eq 0 ]; then
             # statistical test, not a unit test, so it is left out (the edge tests pin what it would catch).
             tests=(tests/evaluation/test_estimators.py tests/evaluation/test_estimators_edges.py
                    --deselect=tests/evaluation/test_estimators.py::test_every_estimators_95_percent_interval_covers_the_truth_in_about_95_percent_of_logs) ;;
+        decide/evaluation/reward_model.py)
+            # The estimators' tests: the reward model is what their direct method and DR estimates fit.
+            tests=(tests/evaluation/test_estimators.py tests/evaluation/test_estimators_edges.py tests/evaluation/test_reward_model_edges.py
+                   --deselect=tests/evaluation/test_estimators.py::test_every_estimators_95_percent_interval_covers_the_truth_in_about_95_percent_of_logs) ;;
+        decide/pipeline/joins.py)
+            tests=(tests/unit/test_joins.py tests/unit/test_joiner_index.py tests/unit/test_joins_edges.py
+                   tests/integration/test_joining.py) ;;
+        decide/learning.py)
+            tests=(tests/unit/test_policies.py tests/unit/test_learning_edges.py) ;;
+        decide/pipeline/learner.py)
+            # The integration tests run on SQLite (DECIDE_TEST_POSTGRES_URL unset), a second or two each.
+            tests=(tests/unit/test_learner_edges.py tests/integration/test_loop_settings.py tests/integration/test_joining.py) ;;
+        decide/policies)
+            tests=(tests/unit/test_policies.py tests/unit/test_compiled.py tests/unit/test_policies_edges.py) ;;
         decide/features.py)
             tests=(tests/unit/test_features.py tests/unit/test_chosen_vectors.py tests/unit/test_compiled.py
                    tests/unit/test_features_edges.py) ;;
