@@ -96,6 +96,12 @@ def test_an_activation_sent_after_the_activation_timeout_is_too_late_in_whatever
         decision("in-time", 1.0, deferred=True),
         Activation("in-time", 20.5, "l"),
         Reward("in-time", 2.0, 25.0, "l"),
+        decision("at-the-end", 1.0, deferred=True),
+        Activation("at-the-end", 21.0, "l"),  # exactly when the timeout ends: still in time
+        Activation("read-first", 6.0, "l"),  # read before its decision, sent within its timeout
+        decision("read-first", 5.0, deferred=True),
+        Activation("read-first-at-the-end", 25.0, "l"),
+        decision("read-first-at-the-end", 5.0, deferred=True),
     ]
     joins.fold(logged(events), NOTHING_STORED, config_of)
     closed = {join.event_id: close(join, 99.0, config_of) for join in joins.take_due({0: 100.0})}
@@ -103,4 +109,7 @@ def test_an_activation_sent_after_the_activation_timeout_is_too_late_in_whatever
         "late": ("deactivated", None),
         "early-read": ("deactivated", None),
         "in-time": ("observed", 2.0),
+        "at-the-end": ("default", -1.0),
+        "read-first": ("default", -1.0),
+        "read-first-at-the-end": ("default", -1.0),
     }
