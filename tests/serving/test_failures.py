@@ -122,6 +122,7 @@ def test_an_update_replaces_the_replicas_while_rank_keeps_getting_the_models_ans
     stop.set()
     loader.join()
     assert first.isdisjoint(second), "every replica was replaced"
-    assert len(answers) > 20 and all(answer["prediction"] == "fine" and "fallback" not in answer for answer in answers)
+    bad = [answer for answer in answers if answer.get("prediction") != "fine" or "fallback" in answer]
+    assert len(answers) > 20 and not bad, bad[:3]
     logged = decisions(models_service.service)
     assert {logged[answer["eventId"]].model_version for answer in answers} == {1, 2}
