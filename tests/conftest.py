@@ -32,9 +32,11 @@ from decide.store.db import make_engine, migrate, writer_sessions
 POSTGRES_URL = os.environ.get("DECIDE_TEST_POSTGRES_URL")
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects: `-m kafka` / `-m "not kafka"` then see every Kafka test
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "kafka_bootstrap" in getattr(item, "fixturenames", ()) or item.get_closest_marker("kafka"):
+            item.add_marker(pytest.mark.kafka)
             item.add_marker(pytest.mark.xdist_group("kafka"))
 
 
